@@ -1,0 +1,679 @@
+/* db: the SQLite side of one watched database and its sync routine.
+ *
+ * Connections. rconn holds a long read transaction so that no other connection's
+ * checkpoint can back-fill past the frames we have seen, nor restart the WAL under us;
+ * it is released only inside our own checkpoint, while we hold the write lock instead.
+ * wconn writes: the _litecast_seq upsert that creates or restarts the WAL, and
+ * BEGIN IMMEDIATE for the write lock. Both set SQLITE_FCNTL_PERSIST_WAL and
+ * NO_CKPT_ON_CLOSE, so closing them never deletes, checkpoints or truncates the WAL.
+ *
+ * Invariant: whenever rconn's read transaction starts, every committed frame then in
+ * the WAL is already in the shadow, or the next sync starts a new generation (`fresh`).
+ * With it, a WAL restart seen during normal running can only overwrite frames we have
+ * copied, so a header change means "open index+1", never "data lost".
+ *
+ * Checkpoint (no commit is ever lost around it, unlike Litestream's copy-then-checkpoint):
+ *   refresh the read mark; PASSIVE without any lock (back-fills most frames);
+ *   BEGIN IMMEDIATE; copy the tail; end the read tx; PASSIVE again (the short tail);
+ *   begin the read tx; ROLLBACK; if fully back-filled, the upsert restarts the WAL now.
+ * App writers wait only for the tail. A forced checkpoint (WAL too large) may wait a
+ * bounded time for readers while holding the lock, which is what RESTART would do. */
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "segment.h"
+#include "wal.h"
+
+#define SCRATCH_SIZE (512u * 1024)
+#define WRITE_BUSY_MS 2000      /* how long we wait for an app's write lock */
+#define FORCE_RESTART_MS 20     /* bounded wait for readers at max-checkpoint-pages */
+#define FORCE_TRUNCATE_MS 500   /* and at truncate-pages or the index size limit */
+#define RETRY_CHECKPOINT_NS (50 * 1000000LL)
+#define ERR_LOG_EVERY_NS (10 * 1000000000LL)
+
+static const char UPSERT_SQL[] =
+    "INSERT INTO _litecast_seq (id, seq) VALUES (1, 1) "
+    "ON CONFLICT (id) DO UPDATE SET seq = seq + 1";
+
+/* One scratch buffer for the whole process: the loop is single-threaded. */
+static uint8_t *scratch(void)
+{
+    static uint8_t *buf;
+    if (!buf)
+        buf = malloc(SCRATCH_SIZE);
+    return buf;
+}
+
+static uint64_t wal_bytes(uint32_t page_size, int64_t pages)
+{
+    return LC_WAL_HDR_SIZE + lc_wal_frame_size(page_size) * (uint64_t)pages;
+}
+
+static int sql_err(struct lc_db *db, sqlite3 *c, int rc, const char *what, struct lc_error *err)
+{
+    int code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? LC_EBUSY : LC_EIO;
+    return lc_err_set(err, code, "%s: %s: %s", db->cfg.name, what,
+                      c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
+}
+
+static int exec(struct lc_db *db, sqlite3 *c, const char *sql, struct lc_error *err)
+{
+    int rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sql_err(db, c, rc, sql, err);
+}
+
+/* Run a one-row query and copy its first column as text. */
+static int query_text(struct lc_db *db, sqlite3 *c, const char *sql, char *out, size_t len,
+                      struct lc_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(c, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_err(db, c, rc, sql, err);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, len, "%s", t ? (const char *)t : "");
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        out[0] = '\0';
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : sql_err(db, c, rc, sql, err);
+}
+
+static int read_tx_begin(struct lc_db *db, struct lc_error *err)
+{
+    int rc;
+    if (db->read_tx)
+        return 0;
+    if ((rc = exec(db, db->rconn, "BEGIN", err)) < 0)
+        return rc;
+    rc = exec(db, db->rconn, "SELECT COUNT(1) FROM _litecast_seq", err);
+    if (rc < 0) {
+        (void)sqlite3_exec(db->rconn, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    db->read_tx = 1;
+    return 0;
+}
+
+static void read_tx_end(struct lc_db *db)
+{
+    if (db->read_tx)
+        (void)sqlite3_exec(db->rconn, "ROLLBACK", NULL, NULL, NULL);
+    db->read_tx = 0;
+}
+
+static int open_conn(struct lc_db *db, sqlite3 **out, struct lc_error *err)
+{
+    sqlite3 *c = NULL;
+    int on = 1, rc;
+
+    rc = sqlite3_open_v2(db->cfg.path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sql_err(db, c, rc, "open", err);
+        sqlite3_close(c);
+        return rc;
+    }
+    sqlite3_busy_timeout(c, WRITE_BUSY_MS);
+    sqlite3_file_control(c, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+    sqlite3_db_config(c, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    *out = c;
+    return 0;
+}
+
+static void db_close(struct lc_db *db)
+{
+    read_tx_end(db);
+    if (db->rconn)
+        sqlite3_close(db->rconn);
+    if (db->wconn)
+        sqlite3_close(db->wconn);
+    db->rconn = db->wconn = NULL;
+    if (db->dbfd >= 0)
+        close(db->dbfd);
+    if (db->walfd >= 0)
+        close(db->walfd);
+    db->dbfd = db->walfd = -1;
+    lc_shadow_close(&db->sh);
+    db->is_open = 0;
+}
+
+/* Make sure the -wal exists and holds at least a header; (re)open walfd on it.
+ * Returns the WAL's size through *size. */
+static int ensure_wal(struct lc_db *db, uint64_t *size, struct lc_error *err)
+{
+    struct stat st;
+    int rc;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (stat(db->wal_path, &st) == 0 && st.st_size >= LC_WAL_HDR_SIZE)
+            break;
+        if (attempt == 1)
+            return lc_err_set(err, LC_EIO, "%s: wal missing after write: %s", db->cfg.name,
+                              db->wal_path);
+        if ((rc = exec(db, db->wconn, UPSERT_SQL, err)) < 0)
+            return rc;
+    }
+    if (db->walfd < 0 || st.st_ino != db->wal_ino || st.st_dev != db->wal_dev) {
+        if (db->walfd >= 0)
+            close(db->walfd);
+        db->walfd = open(db->wal_path, O_RDONLY | O_CLOEXEC);
+        if (db->walfd < 0)
+            return lc_err_set(err, LC_EIO, "open %s: %s", db->wal_path, strerror(errno));
+        db->wal_ino = st.st_ino;
+        db->wal_dev = st.st_dev;
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int db_open(struct lc_db *db, struct lc_error *err)
+{
+    struct stat st;
+    char mode[32], buf[32];
+    const char *why = NULL;
+    uint64_t walsz;
+    int rc;
+
+    if (stat(db->cfg.path, &st) < 0) {
+        if (errno == ENOENT) {
+            if (!db->waiting_logged)
+                lc_info("waiting for database to be created", "db=%s path=%s", db->cfg.name,
+                        db->cfg.path);
+            db->waiting_logged = 1;
+            return 0;
+        }
+        return lc_err_set(err, LC_EIO, "stat %s: %s", db->cfg.path, strerror(errno));
+    }
+    db->waiting_logged = 0;
+    db->dbfd = open(db->cfg.path, O_RDONLY | O_CLOEXEC);
+    if (db->dbfd < 0 || fstat(db->dbfd, &st) < 0) {
+        rc = lc_err_set(err, LC_EIO, "open %s: %s", db->cfg.path, strerror(errno));
+        goto fail;
+    }
+    db->dev = st.st_dev;
+    db->ino = st.st_ino;
+    db->mode = st.st_mode & 0777;
+    db->uid = st.st_uid;
+    db->gid = st.st_gid;
+
+    if ((rc = open_conn(db, &db->wconn, err)) < 0 || (rc = open_conn(db, &db->rconn, err)) < 0)
+        goto fail;
+    if ((rc = query_text(db, db->wconn, "PRAGMA journal_mode", mode, sizeof(mode), err)) < 0)
+        goto fail;
+    if (strcmp(mode, "wal") != 0) {
+        if ((rc = query_text(db, db->wconn, "PRAGMA journal_mode = wal", buf, sizeof(buf),
+                             err)) < 0)
+            goto fail;
+        if (strcmp(buf, "wal") != 0) {
+            rc = lc_err_set(err, LC_EBUSY, "%s: cannot switch to wal mode (still %s)",
+                            db->cfg.name, buf);
+            goto fail;
+        }
+        lc_info("switched database to WAL mode", "db=%s previous=%s", db->cfg.name, mode);
+    }
+    if ((rc = query_text(db, db->wconn, "PRAGMA page_size", buf, sizeof(buf), err)) < 0)
+        goto fail;
+    db->page_size = (uint32_t)strtoul(buf, NULL, 10);
+    if (db->page_size < 512 || db->page_size > 65536) {
+        rc = lc_err_set(err, LC_ECORRUPT, "%s: bad page size %s", db->cfg.name, buf);
+        goto fail;
+    }
+    char sql[96];
+    snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %llu",
+             (unsigned long long)wal_bytes(db->page_size, db->cfg.min_checkpoint_pages));
+    if ((rc = exec(db, db->wconn, "PRAGMA wal_autocheckpoint = 0", err)) < 0 ||
+        (rc = exec(db, db->rconn, "PRAGMA wal_autocheckpoint = 0", err)) < 0 ||
+        (rc = query_text(db, db->wconn, sql, buf, sizeof(buf), err)) < 0 ||
+        (rc = exec(db, db->wconn,
+                   "CREATE TABLE IF NOT EXISTS _litecast_seq (id INTEGER PRIMARY KEY, seq INTEGER)",
+                   err)) < 0)
+        goto fail;
+    if ((rc = ensure_wal(db, &walsz, err)) < 0 || (rc = read_tx_begin(db, err)) < 0)
+        goto fail;
+    if ((rc = lc_shadow_open(&db->sh, db->cfg.meta_dir, db->mode, db->uid, db->gid, &why,
+                             err)) < 0)
+        goto fail;
+    if (why && !db->force_reason)
+        db->force_reason = why;
+    db->fresh = 1;
+    db->is_open = 1;
+    return 0;
+fail:
+    db_close(db);
+    return rc;
+}
+
+/* Copy committed frames of the shadow's incarnation from the real WAL, between the
+ * shadow's end and wal_end, into the shadow. Two passes when the new bytes exceed the
+ * scratch buffer: scan to find the last commit, then copy; one pass otherwise. */
+static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, struct lc_error *err)
+{
+    struct lc_shadow *sh = &db->sh;
+    struct lc_wal_cursor cur;
+    uint8_t *buf = scratch();
+    uint64_t fsz = lc_wal_frame_size(sh->hdr.page_size);
+    size_t chunk = (size_t)(SCRATCH_SIZE / fsz * fsz);
+    uint64_t start = sh->size;
+    int chunks = 0;
+    int rc;
+
+    *added = 0;
+    if (!buf)
+        return lc_err_set(err, LC_ENOMEM, "out of memory");
+    if (wal_end <= start)
+        return 0;
+    lc_wal_cursor_init(&cur, &sh->hdr, start, sh->ck);
+    while (cur.off < wal_end && cur.stop == LC_WAL_OK) {
+        uint64_t left = wal_end - cur.off;
+        size_t want = left < chunk ? (size_t)left : chunk;
+        ssize_t n = lc_pread_full(db->walfd, buf, want, (off_t)cur.off);
+        if (n < 0)
+            return lc_err_set(err, LC_EIO, "read %s: %s", db->wal_path, strerror(errno));
+        n = (ssize_t)((uint64_t)n / fsz * fsz);
+        if (n == 0)
+            break;
+        chunks++;
+        if (lc_wal_cursor_feed(&cur, buf, (size_t)n) < (size_t)n)
+            break;
+    }
+    if (cur.commit_off <= start)
+        return 0;
+    uint64_t len = cur.commit_off - start;
+    if (chunks == 1) {
+        rc = lc_shadow_write(sh, start, buf, (size_t)len, err);
+    } else {
+        rc = 0;
+        for (uint64_t off = start; off < cur.commit_off && rc == 0;) {
+            size_t want = (cur.commit_off - off) < chunk ? (size_t)(cur.commit_off - off) : chunk;
+            ssize_t n = lc_pread_full(db->walfd, buf, want, (off_t)off);
+            if (n != (ssize_t)want)
+                rc = lc_err_set(err, LC_EIO, "read %s: short read", db->wal_path);
+            else
+                rc = lc_shadow_write(sh, off, buf, want, err);
+            off += want;
+        }
+    }
+    if (rc < 0) {
+        lc_shadow_rollback(sh);
+        return rc;
+    }
+    lc_shadow_commit(sh, cur.commit_off, cur.commit_ck);
+    *added = len;
+    db->stats.wal_bytes += len;
+    return 0;
+}
+
+static int read_wal_header(struct lc_db *db, uint8_t hdr[LC_WAL_HDR_SIZE], struct lc_error *err)
+{
+    ssize_t n = lc_pread_full(db->walfd, hdr, LC_WAL_HDR_SIZE, 0);
+    if (n != LC_WAL_HDR_SIZE)
+        return lc_err_set(err, LC_EIO, "read %s: short header", db->wal_path);
+    return 0;
+}
+
+/* Does the frame that ends at the shadow's end still sit in the real WAL? Its salts and
+ * cumulative checksum identify it (and, through the checksum, everything before it). */
+static int last_frame_matches(struct lc_db *db)
+{
+    struct lc_shadow *sh = &db->sh;
+    uint8_t fh[LC_WAL_FRAME_HDR_SIZE];
+    uint32_t ck[2];
+
+    if (sh->size <= LC_WAL_HDR_SIZE)
+        return 1;
+    off_t off = (off_t)(sh->size - lc_wal_frame_size(sh->hdr.page_size));
+    if (lc_pread_full(db->walfd, fh, sizeof(fh), off) != (ssize_t)sizeof(fh))
+        return 0;
+    lc_wal_frame_cksum(fh, ck);
+    return lc_get32be(fh + 8) == sh->hdr.salt1 && lc_get32be(fh + 12) == sh->hdr.salt2 &&
+           ck[0] == sh->ck[0] && ck[1] == sh->ck[1];
+}
+
+static int new_generation(struct lc_db *db, const char *reason, const uint8_t hdr[32],
+                          struct lc_error *err)
+{
+    int rc = lc_shadow_new_generation(&db->sh, hdr, err);
+    if (rc < 0)
+        return rc;
+    db->stats.generations++;
+    lc_info("sync: new generation", "db=%s generation=%s reason=\"%s\"", db->cfg.name,
+            db->sh.gen, reason);
+    return 0;
+}
+
+/* Bring the shadow up to date with the real WAL. *changed is set when the shadow moved. */
+static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc_error *err)
+{
+    struct lc_shadow *sh = &db->sh;
+    uint8_t hdr[LC_WAL_HDR_SIZE];
+    uint64_t walsz, added;
+    const char *reason = NULL;
+    int restart = 0, rc;
+
+    if ((rc = ensure_wal(db, &walsz, err)) < 0 || (rc = read_wal_header(db, hdr, err)) < 0)
+        return rc;
+    struct lc_wal_hdr h;
+    if ((rc = lc_wal_hdr_parse(hdr, sizeof(hdr), &h, err)) < 0)
+        return lc_err_wrap(err, "%s: %s", db->cfg.name, db->wal_path);
+    if (h.page_size != db->page_size)
+        return lc_err_set(err, LC_ECORRUPT, "%s: wal page size %u, database page size %u",
+                          db->cfg.name, h.page_size, db->page_size);
+    uint64_t wal_end = lc_wal_frame_align(walsz, h.page_size);
+    *orig_wal = wal_end;
+
+    if (db->force_reason)
+        reason = db->force_reason;
+    else if (!sh->gen[0])
+        reason = "no generation exists";
+    else if (sh->index >= LC_MAX_INDEX - 1)
+        reason = "max index exceeded";
+    else if (lc_shadow_lost(sh))
+        reason = "shadow wal removed";
+    else if (memcmp(hdr, sh->hdr_raw, LC_WAL_HDR_SIZE) != 0 && db->fresh)
+        reason = "wal header mismatch"; /* changed while we were not watching */
+    else if (memcmp(hdr, sh->hdr_raw, LC_WAL_HDR_SIZE) != 0)
+        restart = 1;
+    else if (wal_end < sh->size)
+        reason = "wal truncated by another process";
+    else if (!last_frame_matches(db))
+        reason = "wal overwritten by another process";
+
+    if (reason) {
+        if ((rc = new_generation(db, reason, hdr, err)) < 0)
+            return rc;
+        db->force_reason = NULL;
+        *changed = 1;
+    } else if (restart) {
+        /* By the invariant above nothing of the old incarnation is missing; still take
+         * whatever committed frames with the old salts remain past our end. */
+        uint64_t old_end = lc_wal_frame_align(walsz, sh->hdr.page_size);
+        if ((rc = copy_frames(db, old_end, &added, err)) < 0)
+            return rc;
+        if ((rc = lc_shadow_new_index(sh, hdr, err)) < 0)
+            return rc;
+        db->stats.restarts++;
+        lc_debug("sync: wal restarted", "db=%s generation=%s index=%08x", db->cfg.name, sh->gen,
+                 sh->index);
+        *changed = 1;
+    }
+    if ((rc = copy_frames(db, wal_end, &added, err)) < 0)
+        return rc;
+    if (added)
+        *changed = 1;
+    return 0;
+}
+
+static int checkpoint(struct lc_db *db, int force_ms, struct lc_error *err)
+{
+    int nlog = 0, nckpt = 0, full = 0, rc, changed = 0;
+    uint64_t orig;
+    uint8_t hdr[LC_WAL_HDR_SIZE];
+
+    db->stats.checkpoints++;
+    /* 1. move our read mark to the end we have copied, then back-fill without a lock */
+    read_tx_end(db);
+    if ((rc = read_tx_begin(db, err)) < 0)
+        return rc;
+    (void)sqlite3_wal_checkpoint_v2(db->wconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+
+    /* 2. the write lock: no app commit can land until we release it */
+    if ((rc = exec(db, db->wconn, "BEGIN IMMEDIATE", err)) < 0)
+        return rc;
+    if ((rc = read_wal_header(db, hdr, err)) < 0)
+        goto out;
+    if (memcmp(hdr, db->sh.hdr_raw, LC_WAL_HDR_SIZE) != 0) {
+        /* restarted while we held no lock: frames may be gone, so do not guess */
+        db->force_reason = "wal restarted by another process during checkpoint";
+        goto out;
+    }
+    if ((rc = capture(db, &orig, &changed, err)) < 0)
+        goto out;
+
+    /* 3. back-fill the tail; a forced checkpoint waits a bounded time for readers */
+    read_tx_end(db);
+    int64_t deadline = lc_now_mono_ns() + (int64_t)force_ms * 1000000;
+    for (;;) {
+        rc = sqlite3_wal_checkpoint_v2(db->rconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+        if (rc == SQLITE_OK && nlog == nckpt) {
+            full = 1;
+            break;
+        }
+        if (lc_now_mono_ns() >= deadline)
+            break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    rc = read_tx_begin(db, err);
+out:
+    (void)sqlite3_exec(db->wconn, "ROLLBACK", NULL, NULL, NULL);
+    if (rc < 0)
+        return rc;
+    /* 4. restart the WAL now, under our control; an app commit racing us may do it first,
+     * which is just as safe: every frame of the old incarnation is in the shadow */
+    if (full && nlog > 0) {
+        struct lc_error e2 = {0};
+        if (exec(db, db->wconn, UPSERT_SQL, &e2) < 0)
+            lc_debug("checkpoint: restart write deferred", "db=%s error=\"%s\"", db->cfg.name,
+                     e2.msg);
+    }
+    if (!full) {
+        db->stats.checkpoint_errors++;
+        lc_debug("checkpoint: not fully back-filled (readers)", "db=%s log=%d checkpointed=%d",
+                 db->cfg.name, nlog, nckpt);
+        return LC_EBUSY;
+    }
+    return 0;
+}
+
+/* Which checkpoint, if any: 0 none, else the bounded wait in ms (+1 so PASSIVE is 1). */
+static int checkpoint_policy(struct lc_db *db, uint64_t orig_wal)
+{
+    const struct lc_db_config *c = &db->cfg;
+    uint32_t p = db->page_size;
+    uint64_t size = db->sh.size;
+
+    if (c->truncate_pages > 0 && orig_wal >= wal_bytes(p, c->truncate_pages))
+        return FORCE_TRUNCATE_MS + 1;
+    if (c->max_wal_index_bytes > 0 && size >= (uint64_t)c->max_wal_index_bytes)
+        return FORCE_TRUNCATE_MS + 1;
+    if (c->max_checkpoint_pages > 0 && size >= wal_bytes(p, c->max_checkpoint_pages))
+        return FORCE_RESTART_MS + 1;
+    if (size >= wal_bytes(p, c->min_checkpoint_pages))
+        return 1;
+    if (c->checkpoint_interval_ns > 0 && size > wal_bytes(p, 1) &&
+        lc_now_wall_ns() - db->db_mtime_ns > c->checkpoint_interval_ns)
+        return 1;
+    return 0;
+}
+
+static void notify(struct lc_db *db)
+{
+    for (int i = 0; i < db->nlisteners; i++)
+        if (db->listeners[i])
+            db->listeners[i](db->listener_args[i]);
+}
+
+int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
+{
+    struct stat st;
+    uint64_t orig_wal = 0;
+    int changed = 0, rc;
+
+    db->stats.syncs++;
+    if (why == LC_SYNC_EVENT)
+        db->stats.syncs_by_event++;
+    else if (why == LC_SYNC_FALLBACK)
+        db->stats.syncs_by_fallback++;
+    lc_trigger_synced(&db->trig);
+
+    if (db->is_open) {
+        if (stat(db->cfg.path, &st) < 0) {
+            lc_warn("database removed; waiting for it", "db=%s path=%s", db->cfg.name,
+                    db->cfg.path);
+            db_close(db);
+            db->force_reason = "database replaced";
+            return 0;
+        }
+        if (st.st_ino != db->ino || st.st_dev != db->dev) {
+            lc_warn("database file replaced; reopening", "db=%s path=%s", db->cfg.name,
+                    db->cfg.path);
+            db_close(db);
+            db->force_reason = "database replaced";
+        } else {
+            db->db_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        }
+    }
+    if (!db->is_open) {
+        if ((rc = db_open(db, err)) < 0)
+            goto fail;
+        if (!db->is_open)
+            return 0;
+        if (fstat(db->dbfd, &st) == 0)
+            db->db_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    }
+    if ((rc = capture(db, &orig_wal, &changed, err)) < 0)
+        goto fail;
+    db->fresh = 0;
+
+    int ck = db->snapshot_busy ? 0 : checkpoint_policy(db, orig_wal);
+    if (ck && lc_now_mono_ns() - db->ckpt_fail_ns > RETRY_CHECKPOINT_NS) {
+        struct lc_error e2 = {0};
+        rc = checkpoint(db, ck - 1, &e2);
+        if (rc < 0) {
+            db->ckpt_fail_ns = lc_now_mono_ns();
+            if (rc != LC_EBUSY)
+                lc_warn("checkpoint failed", "db=%s error=\"%s\"", db->cfg.name, e2.msg);
+        }
+        /* follow the restart (or whatever the checkpoint left) at once */
+        if ((rc = capture(db, &orig_wal, &changed, err)) < 0)
+            goto fail;
+    }
+    db->last_sync_mono_ns = lc_now_mono_ns();
+    db->last_err[0] = '\0';
+    if (changed)
+        notify(db);
+    return 0;
+fail:
+    db->stats.sync_errors++;
+    snprintf(db->last_err, sizeof(db->last_err), "%s", err->msg);
+    return rc;
+}
+
+static void fire(void *arg, enum lc_sync_why why)
+{
+    struct lc_db *db = arg;
+    struct lc_error err = {0};
+
+    if (db->in_sync) /* a nested loop run inside our own sync: come back later */
+    {
+        lc_trigger_event(&db->trig);
+        return;
+    }
+    db->in_sync = 1;
+    int rc = lc_db_sync(db, why, &err);
+    db->in_sync = 0;
+    if (rc < 0) {
+        int64_t now = lc_now_mono_ns();
+        if (now - db->last_err_log_ns > ERR_LOG_EVERY_NS) {
+            lc_warn("sync failed; will retry", "db=%s error=\"%s\"", db->cfg.name, err.msg);
+            db->last_err_log_ns = now;
+        }
+    }
+}
+
+static void on_fs_event(void *arg, uint32_t mask)
+{
+    struct lc_db *db = arg;
+    (void)mask;
+    lc_trigger_event(&db->trig);
+}
+
+int lc_db_new(struct lc_db **out, const struct lc_db_config *cfg, struct ev_loop *loop,
+              struct lc_watch *watch, int64_t debounce_ns, int64_t max_delay_ns,
+              int64_t fallback_ns, struct lc_error *err)
+{
+    struct lc_db *db = calloc(1, sizeof(*db));
+    char dir[LC_PATH_MAX];
+
+    if (!db)
+        return lc_err_set(err, LC_ENOMEM, "out of memory");
+    db->cfg = *cfg;
+    db->loop = loop;
+    db->dbfd = db->walfd = -1;
+    db->sh.fd = -1;
+    db->watch_handle = -1;
+    if (snprintf(db->wal_path, sizeof(db->wal_path), "%s-wal", cfg->path) >=
+        (int)sizeof(db->wal_path)) {
+        free(db);
+        return lc_err_set(err, LC_EINVAL, "%s: path too long", cfg->name);
+    }
+    lc_trigger_init(&db->trig, loop, debounce_ns, max_delay_ns, fallback_ns, fire, db);
+    if (watch && cfg->watch) {
+        struct lc_error e2 = {0};
+        lc_path_dir(cfg->path, dir, sizeof(dir));
+        int h = lc_watch_add(watch, dir, lc_path_base(cfg->path), on_fs_event, db, &e2);
+        if (h < 0) {
+            lc_warn("cannot watch database directory; using the fallback timer only",
+                    "db=%s error=\"%s\"", cfg->name, e2.msg);
+        } else {
+            db->watch = watch;
+            db->watch_handle = h;
+        }
+    }
+    lc_trigger_start(&db->trig);
+    *out = db;
+    return 0;
+}
+
+void lc_db_free(struct lc_db *db)
+{
+    if (!db)
+        return;
+    lc_trigger_stop(&db->trig);
+    if (db->watch)
+        lc_watch_remove(db->watch, db->watch_handle);
+    db_close(db);
+    free(db);
+}
+
+int lc_db_add_listener(struct lc_db *db, lc_db_listener_fn fn, void *arg)
+{
+    if (db->nlisteners >= LC_DB_MAX_LISTENERS)
+        return LC_ENOMEM;
+    db->listeners[db->nlisteners] = fn;
+    db->listener_args[db->nlisteners] = arg;
+    db->nlisteners++;
+    return 0;
+}
+
+void lc_db_remove_listener(struct lc_db *db, void *arg)
+{
+    for (int i = 0; i < db->nlisteners; i++)
+        if (db->listener_args[i] == arg)
+            db->listeners[i] = NULL;
+}
+
+void lc_db_release_before(struct lc_db *db, uint32_t index)
+{
+    if (db->is_open && db->sh.gen[0] && index > db->sh.min_index)
+        lc_shadow_prune(&db->sh, index);
+}
+
+void lc_db_position_str(const struct lc_db *db, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%08x:%llu", db->sh.gen[0] ? db->sh.gen : "-", db->sh.index,
+             (unsigned long long)db->sh.size);
+}
