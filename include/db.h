@@ -41,7 +41,11 @@ struct lc_db {
     int is_open;                 /* connections, dbfd and shadow are ready */
     int read_tx;                 /* rconn has its read transaction open */
     int fresh;                   /* no sync has completed since open */
-    int dbfd;                    /* read-only fd on the database file, -1 */
+    int dbfd;                    /* read-only fd on the database file, -1. Never close any
+                                  * other fd on the database file: POSIX drops every lock
+                                  * the process holds on a file when any fd on it closes,
+                                  * SQLite's included. Snapshots borrow this one. */
+    int dbfd_stale;              /* dbfd kept open for a snapshot across a re-open, -1 */
     int walfd;                   /* read-only fd on the -wal, -1 */
     dev_t dev, wal_dev;          /* identity of the open files */
     ino_t ino, wal_ino;
@@ -77,6 +81,10 @@ int lc_db_add_listener(struct lc_db *db, lc_db_listener_fn fn, void *arg);
 void lc_db_remove_listener(struct lc_db *db, void *arg);
 /* Tell the db the lowest shadow index any replica still needs (prunes older files). */
 void lc_db_release_before(struct lc_db *db, uint32_t index);
+/* Snapshots: begin returns the fd to read the database through (borrowed; valid until
+ * end), or -1 when the database is not open. No checkpoint runs in between. */
+int lc_db_snapshot_begin(struct lc_db *db);
+void lc_db_snapshot_end(struct lc_db *db);
 /* "<gen>/<index %08x>:<offset>" of the shadow's end, for logs. */
 void lc_db_position_str(const struct lc_db *db, char *buf, size_t len);
 

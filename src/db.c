@@ -141,7 +141,9 @@ static void db_close(struct lc_db *db)
     if (db->wconn)
         sqlite3_close(db->wconn);
     db->rconn = db->wconn = NULL;
-    if (db->dbfd >= 0)
+    if (db->dbfd >= 0 && db->snapshot_busy > 0)
+        db->dbfd_stale = db->dbfd; /* a snapshot still reads it; closed at its end */
+    else if (db->dbfd >= 0)
         close(db->dbfd);
     if (db->walfd >= 0)
         close(db->walfd);
@@ -612,7 +614,7 @@ int lc_db_new(struct lc_db **out, const struct lc_db_config *cfg, struct ev_loop
         return lc_err_set(err, LC_ENOMEM, "out of memory");
     db->cfg = *cfg;
     db->loop = loop;
-    db->dbfd = db->walfd = -1;
+    db->dbfd = db->walfd = db->dbfd_stale = -1;
     db->sh.fd = -1;
     db->watch_handle = -1;
     if (snprintf(db->wal_path, sizeof(db->wal_path), "%s-wal", cfg->path) >=
@@ -670,6 +672,22 @@ void lc_db_release_before(struct lc_db *db, uint32_t index)
 {
     if (db->is_open && db->sh.gen[0] && index > db->sh.min_index)
         lc_shadow_prune(&db->sh, index);
+}
+
+int lc_db_snapshot_begin(struct lc_db *db)
+{
+    if (!db->is_open || db->dbfd < 0)
+        return -1;
+    db->snapshot_busy++;
+    return db->dbfd;
+}
+
+void lc_db_snapshot_end(struct lc_db *db)
+{
+    if (db->snapshot_busy > 0 && --db->snapshot_busy == 0 && db->dbfd_stale >= 0) {
+        close(db->dbfd_stale);
+        db->dbfd_stale = -1;
+    }
 }
 
 void lc_db_position_str(const struct lc_db *db, char *buf, size_t len)

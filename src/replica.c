@@ -35,7 +35,8 @@ enum op_type { OP_SEGMENT, OP_SNAPSHOT, OP_RESUME, OP_RETENTION };
 /* An upload source: LZ4-compress the byte range [start, end) of fd as it is pulled. */
 struct lz_src {
     struct lc_store_src src;  /* handed to the store */
-    int fd;                   /* owned */
+    int fd;                   /* owned unless borrowed */
+    int borrowed;             /* fd belongs to someone else: never close it */
     uint64_t start, off, end; /* end = UINT64_MAX: until EOF */
     struct lc_lz4_enc *enc;   /* owned */
     struct lc_buf out;        /* compressed bytes not yet handed out */
@@ -145,7 +146,7 @@ static int lz_open(struct lz_src *z, int fd, uint64_t start, uint64_t end, struc
 
 static void lz_close(struct lz_src *z)
 {
-    if (z->fd >= 0)
+    if (z->fd >= 0 && !z->borrowed)
         close(z->fd);
     z->fd = -1;
     lc_lz4_enc_free(z->enc);
@@ -244,7 +245,7 @@ static void snapshot_done(void *arg, int rc, const struct lc_error *err)
     struct lc_replica_op *op = arg;
     struct lc_replica *r = op->r;
 
-    r->db->snapshot_busy--;
+    lc_db_snapshot_end(r->db);
     if (rc == 0) {
         r->stats.snapshots++;
         lc_info("snapshot written", "db=%s replica=%s position=%s/%08x:0 size=%llu",
@@ -275,19 +276,21 @@ static void start_snapshot(struct lc_replica *r, int set_pos)
         op_end(r, LC_EINVAL, &err);
         return;
     }
-    fd = open(db->cfg.path, O_RDONLY | O_CLOEXEC);
+    /* the database's own long-lived fd: closing another fd on the file would drop
+     * SQLite's POSIX locks (see db.h) */
+    fd = lc_db_snapshot_begin(db);
     if (fd < 0) {
-        lc_err_set(&err, LC_EIO, "open %s: %s", db->cfg.path, strerror(errno));
+        lc_err_set(&err, LC_EIO, "%s: database not open", db->cfg.name);
         op_end(r, LC_EIO, &err);
         return;
     }
     if (lz_open(&op->lz, fd, 0, UINT64_MAX, &err) < 0) {
-        close(fd);
-        op->lz.fd = -1;
+        op->lz.borrowed = 1;
+        lc_db_snapshot_end(db);
         op_end(r, LC_ENOMEM, &err);
         return;
     }
-    db->snapshot_busy++;
+    op->lz.borrowed = 1;
     r->store->ops->put(r->store, op->key, &op->lz.src, snapshot_done, op);
 }
 
@@ -778,7 +781,7 @@ void lc_replica_free(struct lc_replica *r)
     lc_store_free(r->store); /* aborts transfers in flight without calling back */
     if (r->op) {
         if (r->op->type == OP_SNAPSHOT)
-            r->db->snapshot_busy--;
+            lc_db_snapshot_end(r->db);
         op_free(r->op);
     }
     free(r);
