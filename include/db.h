@@ -62,6 +62,7 @@ struct lc_db {
     int64_t last_err_log_ns;     /* rate limit for repeated sync errors */
     int64_t ckpt_fail_ns;        /* when a checkpoint last gave up (retry pacing) */
     int in_sync;                 /* lc_db_sync is running (guards nested loop runs) */
+    int64_t busy_deadline_ns;    /* wconn's busy handler gives up at this time */
     char last_err[LC_ERR_LEN];   /* last sync error, "" when healthy */
     struct lc_db_stats stats;
     lc_db_listener_fn listeners[LC_DB_MAX_LISTENERS];

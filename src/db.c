@@ -34,7 +34,8 @@
 #include "wal.h"
 
 #define SCRATCH_SIZE (512u * 1024)
-#define WRITE_BUSY_MS 2000      /* how long we wait for an app's write lock */
+#define WRITE_BUSY_MS 100       /* how long one attempt waits for the app's write lock */
+#define OPEN_BUSY_MS 2000       /* ... and at open (schema, journal mode) */
 #define FORCE_RESTART_MS 20     /* bounded wait for readers at max-checkpoint-pages */
 #define FORCE_TRUNCATE_MS 500   /* and at truncate-pages or the index size limit */
 #define RETRY_CHECKPOINT_NS (50 * 1000000LL)
@@ -115,6 +116,28 @@ static void read_tx_end(struct lc_db *db)
     db->read_tx = 0;
 }
 
+/* wconn's busy handler: poll every 20 us until the deadline. SQLite's default handler
+ * sleeps 1, 2, 5, 10... ms between tries and almost never wins the write lock from an
+ * app that commits back to back; polling catches the gap between two of its
+ * transactions, and the deadline bounds how long the loop can be held. */
+static int busy_poll(void *arg, int count)
+{
+    struct lc_db *db = arg;
+    struct timespec ts = {0, 20000};
+    (void)count;
+    if (lc_now_mono_ns() >= db->busy_deadline_ns)
+        return 0;
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+/* Run a statement on wconn, waiting at most ms for the write lock. */
+static int exec_w(struct lc_db *db, const char *sql, int ms, struct lc_error *err)
+{
+    db->busy_deadline_ns = lc_now_mono_ns() + (int64_t)ms * 1000000;
+    return exec(db, db->wconn, sql, err);
+}
+
 static int open_conn(struct lc_db *db, sqlite3 **out, struct lc_error *err)
 {
     sqlite3 *c = NULL;
@@ -126,7 +149,7 @@ static int open_conn(struct lc_db *db, sqlite3 **out, struct lc_error *err)
         sqlite3_close(c);
         return rc;
     }
-    sqlite3_busy_timeout(c, WRITE_BUSY_MS);
+    sqlite3_busy_timeout(c, OPEN_BUSY_MS);
     sqlite3_file_control(c, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
     sqlite3_db_config(c, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     *out = c;
@@ -165,7 +188,7 @@ static int ensure_wal(struct lc_db *db, uint64_t *size, struct lc_error *err)
         if (attempt == 1)
             return lc_err_set(err, LC_EIO, "%s: wal missing after write: %s", db->cfg.name,
                               db->wal_path);
-        if ((rc = exec(db, db->wconn, UPSERT_SQL, err)) < 0)
+        if ((rc = exec_w(db, UPSERT_SQL, OPEN_BUSY_MS, err)) < 0)
             return rc;
     }
     if (db->walfd < 0 || st.st_ino != db->wal_ino || st.st_dev != db->wal_dev) {
@@ -213,6 +236,8 @@ static int db_open(struct lc_db *db, struct lc_error *err)
 
     if ((rc = open_conn(db, &db->wconn, err)) < 0 || (rc = open_conn(db, &db->rconn, err)) < 0)
         goto fail;
+    sqlite3_busy_handler(db->wconn, busy_poll, db);
+    db->busy_deadline_ns = lc_now_mono_ns() + (int64_t)OPEN_BUSY_MS * 1000000;
     if ((rc = query_text(db, db->wconn, "PRAGMA journal_mode", mode, sizeof(mode), err)) < 0)
         goto fail;
     if (strcmp(mode, "wal") != 0) {
@@ -432,7 +457,7 @@ static int checkpoint(struct lc_db *db, int force_ms, struct lc_error *err)
     (void)sqlite3_wal_checkpoint_v2(db->wconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
 
     /* 2. the write lock: no app commit can land until we release it */
-    if ((rc = exec(db, db->wconn, "BEGIN IMMEDIATE", err)) < 0)
+    if ((rc = exec_w(db, "BEGIN IMMEDIATE", WRITE_BUSY_MS, err)) < 0)
         return rc;
     if ((rc = read_wal_header(db, hdr, err)) < 0)
         goto out;
@@ -467,7 +492,7 @@ out:
      * which is just as safe: every frame of the old incarnation is in the shadow */
     if (full && nlog > 0) {
         struct lc_error e2 = {0};
-        if (exec(db, db->wconn, UPSERT_SQL, &e2) < 0)
+        if (exec_w(db, UPSERT_SQL, WRITE_BUSY_MS, &e2) < 0)
             lc_debug("checkpoint: restart write deferred", "db=%s error=\"%s\"", db->cfg.name,
                      e2.msg);
     }

@@ -204,13 +204,19 @@ static struct lc_replica_op *op_new(struct lc_replica *r, enum op_type type)
     return op;
 }
 
-/* End the operation in flight: success clears the backoff, failure grows it. */
+/* End the operation in flight: a write that succeeded clears the backoff, a failure
+ * grows it; a step that only read (a resume's listing) leaves it as it is, so a replica
+ * that can list but not write still backs off. */
 static void op_end(struct lc_replica *r, int rc, const struct lc_error *err)
 {
     struct lc_replica_op *op = r->op;
+    int wrote = op && (op->type == OP_SEGMENT || op->type == OP_SNAPSHOT ||
+                       op->type == OP_RETENTION);
     r->op = NULL;
     op_free(op);
-    if (rc == 0) {
+    if (rc == 0 && !wrote) {
+        r->last_err[0] = '\0';
+    } else if (rc == 0) {
         r->backoff_ns = 0;
         r->last_err[0] = '\0';
         r->last_ok_wall_ns = lc_now_wall_ns();
