@@ -114,6 +114,10 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         for (size_t j = 0; j < d->dbs[i].nreps; j++)
             lc_replica_kick(d->dbs[i].reps[j]);
     }
+    if (all_caught_up(d)) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
     ev_timer_init(&d->shutdown_timer, shutdown_timer_cb,
                   (double)d->cfg.shutdown_timeout_ns / 1e9, 0.);
     ev_timer_start(loop, &d->shutdown_timer);
@@ -306,7 +310,7 @@ int lc_cmd_replicate(int argc, char **argv)
     ev_signal_stop(d.loop, &d.sigint);
     ev_signal_stop(d.loop, &d.sigterm);
     ev_signal_stop(d.loop, &d.sighup);
-    if (d.stopping) {
+    if (ev_is_active(&d.flush_check)) {
         ev_ref(d.loop);
         ev_check_stop(d.loop, &d.flush_check);
         ev_timer_stop(d.loop, &d.shutdown_timer);
