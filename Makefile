@@ -67,7 +67,7 @@ unit-asan: $(UNIT:tests/unit/%.c=$(B)/unit-asan/%)
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || exit 1; done
 
 integration: litecast $(TOOLS)
-	$(Q)prove -v tests/integration/*.sh
+	$(Q)prove -v tests/integration/[0-9]*.sh
 
 check:
 	$(Q)scripts/deps --test
@@ -81,7 +81,7 @@ bench: all
 
 soak: all
 	$(Q)scripts/deps --test
-	$(Q)SOAK=1 prove -v tests/integration/*.sh
+	$(Q)SOAK=1 prove -v tests/integration/[0-9]*.sh
 
 install: litecast
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/litecast
