@@ -678,6 +678,12 @@ void lc_db_free(struct lc_db *db)
 
 int lc_db_add_listener(struct lc_db *db, lc_db_listener_fn fn, void *arg)
 {
+    for (int i = 0; i < db->nlisteners; i++)
+        if (!db->listeners[i]) {
+            db->listeners[i] = fn;
+            db->listener_args[i] = arg;
+            return 0;
+        }
     if (db->nlisteners >= LC_DB_MAX_LISTENERS)
         return LC_ENOMEM;
     db->listeners[db->nlisteners] = fn;
