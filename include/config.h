@@ -48,6 +48,8 @@ struct lc_db_config {
     int64_t truncate_pages;         /* default 500000; TRUNCATE failsafe */
     int64_t checkpoint_interval_ns; /* default 1m; 0 disables the idle rule */
     int64_t max_wal_index_bytes;    /* roll the WAL index past this; default 1 GiB */
+    int64_t max_spool_bytes;        /* shadow files kept for slow replicas; default 4 GiB,
+                                     * 0 = no bound */
     int watch;                      /* 1 (default): inotify; 0: fallback timer only */
     int line;                       /* line of the section header */
 };

@@ -107,21 +107,39 @@ static void notify_status(struct daemon *dm)
 
 /* ---- the database set ------------------------------------------------------------ */
 
-/* Keep only the shadow files some replica still needs. */
+/* Keep only the shadow files some replica still needs, up to max-spool: past it, what a
+ * slow or failing replica has not shipped is dropped, and that replica starts over from
+ * a new snapshot (replica.c) instead of filling the disk. */
 static void prune(void *arg)
 {
     struct lc_daemon_db *e = arg;
     struct lc_db *db = e->db;
     uint32_t min = db->sh.index;
+    int unknown = 0;
 
     for (size_t i = 0; i < e->nreps; i++) {
         struct lc_replica *r = e->reps[i];
         if (!r->known || strcmp(r->gen, db->sh.gen) != 0)
-            return; /* position unknown: keep everything for now */
-        if (r->index < min)
+            unknown = 1; /* position unknown: keep everything for it */
+        else if (r->index < min)
             min = r->index;
     }
-    lc_db_release_before(db, min);
+    if (!unknown)
+        lc_db_release_before(db, min);
+    if ((!unknown && min == db->sh.index) || db->cfg.max_spool_bytes <= 0 ||
+        db->sh.min_index == db->sh.index)
+        return;
+    uint64_t spool = 0, size;
+    struct lc_error err = {0};
+    for (uint32_t i = db->sh.min_index; i <= db->sh.index; i++)
+        if (lc_shadow_file_size(&db->sh, i, &size, &err) == 0)
+            spool += size;
+    if (spool > (uint64_t)db->cfg.max_spool_bytes) {
+        lc_warn("shadow spool over max-spool: dropping what slow replicas have not shipped",
+                "db=%s spool=%llu max_spool=%lld", db->cfg.name, (unsigned long long)spool,
+                (long long)db->cfg.max_spool_bytes);
+        lc_db_release_before(db, db->sh.index);
+    }
 }
 
 static int all_caught_up(struct daemon *dm)

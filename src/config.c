@@ -154,6 +154,7 @@ static const struct key db_keys[] = {
     DKEY("checkpoint-interval", V_DURATION, checkpoint_interval_ns, 0, DURATION_MAX, 0, NULL),
     DKEY("max-wal-index-bytes", V_INT, max_wal_index_bytes, WAL_INDEX_MIN, WAL_INDEX_MAX, 0,
          NULL),
+    DKEY("max-spool", V_INT, max_spool_bytes, 0, INT64_MAX, 0, NULL),
     DKEY("watch", V_BOOL, watch, 0, 0, 0, NULL),
 };
 
@@ -452,6 +453,7 @@ static void db_init(struct lc_db_config *db)
     db->truncate_pages = 500000;
     db->checkpoint_interval_ns = 60 * NS_PER_S;
     db->max_wal_index_bytes = 1073741824LL;
+    db->max_spool_bytes = 4294967296LL;
     db->watch = 1;
 }
 

@@ -8,6 +8,7 @@ cat > "$T/lc.ini" <<CFG
 [db app]
 path = $DB
 min-checkpoint-pages = 64
+max-spool = 400000
 
 [replica a]
 db = app
@@ -37,9 +38,14 @@ t_ok "replica a keeps shipping while b fails ($s1 -> $s2 segments)" test "$s2" -
 t_ok "replica b's failure is logged with a retry" wait_log daemon 'replica=b.*retrying|retrying.*replica=b' 5
 stop_bg writer wait
 t_is "$?" 0 "writer never blocked or failed"
+t_ok "the shadow spool stayed bounded by max-spool (backlog dropped, with a warning)" \
+    grep -q 'shadow spool over max-spool' "$T/daemon.log"
+spool=$(du -sb "$T/.app.db-litecast" | cut -f1)
+t_ok "meta dir holds $spool bytes (max-spool 400000 + the current file)" test "$spool" -lt 1500000
 # writable again
 rm -f "$T/b" && mv "$T/b.away" "$T/b"
 t_ok "replica b recovers and ships again" wait_for 40 bash -c "[ \$(grep -c 'wal segment written.*replica=b' '$T/daemon.log') -gt $before ]"
+t_ok "replica b starts over from a new snapshot" grep -q 'replica fell behind.*replica=b\|replica=b.*fell behind' "$T/daemon.log"
 sleep 1
 stop_bg daemon TERM
 "$LITECAST" restore -o "$T/from-b.db" "file://$T/b" 2>/dev/null
