@@ -48,6 +48,8 @@ int lc_lz4_dec_new(struct lc_lz4_dec **out, struct lc_error *err);
 /* Feed compressed bytes; appends decompressed output. *done set to 1 at frame end. */
 int lc_lz4_dec_update(struct lc_lz4_dec *d, const void *in, size_t n, struct lc_buf *out,
                       int *done, struct lc_error *err);
+/* Forget the current frame (finished, failed or half-read) to decode a new one. */
+void lc_lz4_dec_reset(struct lc_lz4_dec *d);
 void lc_lz4_dec_free(struct lc_lz4_dec *d);
 /* One-shot: the whole input must be exactly one complete frame (trailing bytes or a
  * truncated frame are LC_ECORRUPT). name is used in messages. */

@@ -156,13 +156,22 @@ static void lz_close(struct lz_src *z)
     z->in = NULL;
 }
 
+/* Feed the decoder in small pieces: LZ4 expands up to 255x, so 16 KiB of input stays
+ * well inside the output bound whatever the store hands us at once. */
 static int count_write(void *arg, const uint8_t *buf, size_t n, struct lc_error *err)
 {
     struct count_sink *c = arg;
-    int rc = lc_lz4_dec_update(c->dec, buf, n, &c->out, &c->done, err);
-    c->total += c->out.len;
-    c->out.len = 0;
-    return rc;
+    while (n) {
+        size_t k = n < 16384 ? n : 16384;
+        int rc = lc_lz4_dec_update(c->dec, buf, k, &c->out, &c->done, err);
+        c->total += c->out.len;
+        c->out.len = 0;
+        if (rc < 0)
+            return rc;
+        buf += k;
+        n -= k;
+    }
+    return 0;
 }
 
 static int count_reset(void *arg, struct lc_error *err)
