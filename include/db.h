@@ -63,6 +63,8 @@ struct lc_db {
     int64_t ckpt_fail_ns;        /* when a checkpoint last gave up (retry pacing) */
     int in_sync;                 /* lc_db_sync is running (guards nested loop runs) */
     int64_t busy_deadline_ns;    /* wconn's busy handler gives up at this time */
+    int64_t db_stamp[3];         /* database inode, size, mtime at the last full sync */
+    int64_t wal_stamp[3];        /* -wal inode, size, mtime at the last full sync */
     char last_err[LC_ERR_LEN];   /* last sync error, "" when healthy */
     struct lc_db_stats stats;
     lc_db_listener_fn listeners[LC_DB_MAX_LISTENERS];
@@ -70,6 +72,8 @@ struct lc_db {
     int nlisteners;
 };
 
+/* Process-wide SQLite settings for the daemon; call before the first lc_db_new. */
+void lc_db_global_init(void);
 /* Create and start watching (watch may be NULL for fallback-only). Does not sync. */
 int lc_db_new(struct lc_db **out, const struct lc_db_config *cfg, struct ev_loop *loop,
               struct lc_watch *watch, int64_t debounce_ns, int64_t max_delay_ns,

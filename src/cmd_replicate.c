@@ -635,6 +635,7 @@ int lc_cmd_replicate(int argc, char **argv)
         return LC_EXIT_OK;
     }
     lc_log_set_level(d->cfg.log_level);
+    lc_db_global_init();
     d->loop = EV_DEFAULT;
     d->started_wall_ns = lc_now_wall_ns();
     if (build(&dm, &err) < 0) {
