@@ -361,7 +361,8 @@ struct apply {
     mode_t mode;
     uint32_t db_page_size;
     struct job *jobs;
-    size_t par;
+    size_t par;                  /* gets in flight at most */
+    size_t slots;                /* read-ahead window: jobs held (4 x par) */
     uint8_t *scratch;            /* FEED_CHUNK bytes for reading spool files */
     struct lc_buf dec_out;       /* decoder output, bounded */
 };
@@ -499,7 +500,7 @@ static void job_release(struct job *j)
 static size_t jobs_in_flight(const struct apply *ap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < ap->par; i++)
+    for (size_t i = 0; i < ap->slots; i++)
         n += ap->jobs[i].state == JOB_FLIGHT;
     return n;
 }
@@ -838,16 +839,19 @@ static int restore_wal(struct apply *ap, struct lc_error *err)
     lc_info("restoring wal files", "generation=%s index_min=%08x index_max=%08x segments=%zu",
             plan->gen, plan->min_index, plan->max_index, plan->nsegs);
     while (next_apply < plan->nsegs) {
-        while (next_start < plan->nsegs && next_start - next_apply < ap->par) {
-            job_start(&ap->jobs[next_start % ap->par], &plan->segs[next_start]);
+        /* par gets in flight, but up to slots segments ahead of the one applied next, so
+         * one slow or retried get does not hold up every download behind it */
+        while (next_start < plan->nsegs && next_start - next_apply < ap->slots &&
+               jobs_in_flight(ap) < ap->par) {
+            job_start(&ap->jobs[next_start % ap->slots], &plan->segs[next_start]);
             next_start++;
         }
         int64_t now = lc_now_mono_ns();
-        for (size_t i = 0; i < ap->par; i++)
+        for (size_t i = 0; i < ap->slots; i++)
             if (ap->jobs[i].state == JOB_RETRY && ap->jobs[i].retry_at <= now)
                 job_issue(&ap->jobs[i]);
 
-        struct job *j = &ap->jobs[next_apply % ap->par];
+        struct job *j = &ap->jobs[next_apply % ap->slots];
         if (j->state == JOB_FAILED) {
             *err = j->err;
             rc = j->rc ? j->rc : LC_EIO;
@@ -988,6 +992,7 @@ int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,
     ap->par = o->parallelism > 0 ? (size_t)o->parallelism : LC_RESTORE_PARALLELISM;
     if (ap->par > PAR_MAX)
         ap->par = PAR_MAX;
+    ap->slots = 4 * ap->par;
     ap->dec_out.max = DEC_OUT_MAX;
     if ((rc = set_paths(ap, o->output, err))) {
         free(ap);
@@ -1001,13 +1006,13 @@ int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,
         free(ap);
         return rc;
     }
-    ap->jobs = calloc(ap->par, sizeof(*ap->jobs));
+    ap->jobs = calloc(ap->slots, sizeof(*ap->jobs));
     ap->scratch = malloc(FEED_CHUNK);
     if (!ap->jobs || !ap->scratch) {
         rc = lc_err_set(err, LC_ENOMEM, "restore: out of memory");
         goto done;
     }
-    for (size_t i = 0; i < ap->par; i++) {
+    for (size_t i = 0; i < ap->slots; i++) {
         struct job *j = &ap->jobs[i];
         j->ap = ap;
         j->spool_fd = -1;
@@ -1030,7 +1035,7 @@ int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,
 done:
     if (ap->jobs) {
         jobs_drain(ap);
-        for (size_t i = 0; i < ap->par; i++)
+        for (size_t i = 0; i < ap->slots; i++)
             job_release(&ap->jobs[i]);
     }
     if (rc) {
