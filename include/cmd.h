@@ -16,6 +16,7 @@ int lc_cmd_generations(int argc, char **argv);
 int lc_cmd_snapshots(int argc, char **argv);
 int lc_cmd_wal(int argc, char **argv);
 int lc_cmd_databases(int argc, char **argv);
+int lc_cmd_status(int argc, char **argv);
 
 /* Default config path: $LITECAST_CONFIG, else /etc/litecast.ini. */
 const char *lc_cmd_default_config(void);

@@ -28,7 +28,9 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "replica.h"
+#include "status.h"
 #include "watch.h"
 
 struct daemon {
@@ -643,6 +645,14 @@ int lc_cmd_replicate(int argc, char **argv)
         daemon_free(&dm);
         return LC_EXIT_FAIL;
     }
+    if ((d->cfg.metrics_addr[0] &&
+         lc_metrics_server_start(d, d->cfg.metrics_addr, &err) < 0) ||
+        (d->cfg.status_socket[0] && lc_status_server_start(d, d->cfg.status_socket, &err) < 0)) {
+        lc_error("cannot start", "error=\"%s\"", err.msg);
+        lc_metrics_server_stop();
+        daemon_free(&dm);
+        return LC_EXIT_FAIL;
+    }
     ev_signal_init(&dm.sigint, signal_cb, SIGINT);
     ev_signal_init(&dm.sigterm, signal_cb, SIGTERM);
     ev_signal_init(&dm.sighup, signal_cb, SIGHUP);
@@ -684,6 +694,8 @@ int lc_cmd_replicate(int argc, char **argv)
         kill(dm.child, SIGKILL);
         waitpid(dm.child, NULL, 0);
     }
+    lc_metrics_server_stop();
+    lc_status_server_stop();
     for (size_t i = 0; i < d->ndbs; i++) {
         char pos[64];
         lc_db_position_str(d->dbs[i].db, pos, sizeof(pos));

@@ -21,6 +21,7 @@ static void usage(FILE *f)
             "  snapshots    list a replica's snapshots\n"
             "  wal          list a replica's WAL segments\n"
             "  databases    list the configured databases\n"
+            "  status       ask the running daemon how every database and replica is doing\n"
             "  version      print the version\n"
             "\n"
             "Run 'litecast <command> -h' for a command's options.\n");
@@ -35,6 +36,7 @@ int main(int argc, char **argv)
         {"replicate", lc_cmd_replicate}, {"restore", lc_cmd_restore},
         {"generations", lc_cmd_generations}, {"snapshots", lc_cmd_snapshots},
         {"wal", lc_cmd_wal}, {"databases", lc_cmd_databases},
+        {"status", lc_cmd_status},
     };
 
     signal(SIGPIPE, SIG_IGN);

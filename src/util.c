@@ -511,7 +511,7 @@ int lc_buf_reserve(struct lc_buf *b, size_t extra)
     size_t need = b->len + extra;
     if (need <= b->cap)
         return 0;
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap ? b->cap : (max < 4096 ? max : 4096); /* never past max */
     while (cap < need)
         cap = cap > max / 2 ? max : cap * 2;
     uint8_t *p = realloc(b->data, cap);
