@@ -67,7 +67,7 @@ unit-asan: $(UNIT:tests/unit/%.c=$(B)/unit-asan/%)
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || exit 1; done
 
 integration: litecast $(TOOLS)
-	$(Q)prove -v tests/integration/[0-9]*.sh
+	$(Q)prove -j2 --failures --comments tests/integration/[0-9]*.sh
 
 check:
 	$(Q)scripts/deps --test
