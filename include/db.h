@@ -47,6 +47,7 @@ struct lc_db {
                                   * SQLite's included. Snapshots borrow this one. */
     int dbfd_stale;              /* dbfd kept open for a snapshot across a re-open, -1 */
     int walfd;                   /* read-only fd on the -wal, -1 */
+    int shmfd;                   /* read-only fd on the -shm (wal-index), -1 */
     dev_t dev, wal_dev;          /* identity of the open files */
     ino_t ino, wal_ino;
     mode_t mode;                 /* database file mode, for meta and replica files */

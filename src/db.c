@@ -174,7 +174,10 @@ static void db_close(struct lc_db *db)
         close(db->dbfd);
     if (db->walfd >= 0)
         close(db->walfd);
-    db->dbfd = db->walfd = -1;
+    if (db->shmfd >= 0)
+        close(db->shmfd); /* after our connections: SQLite's WAL locks live on -shm, and
+                           * closing any fd on it drops them (see dbfd in db.h) */
+    db->dbfd = db->walfd = db->shmfd = -1;
     lc_shadow_close(&db->sh);
     db->is_open = 0;
 }
@@ -347,6 +350,39 @@ static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, stru
     return 0;
 }
 
+/* The end of the WAL that SQLite has published: 32 + mxFrame frames, from the wal-index
+ * header at the start of -shm (two 48-byte copies, native-endian, salts as in the WAL
+ * header). A writer that dies after writing a commit frame but before publishing it
+ * leaves a frame that checks out in the file yet is not committed: readers never see it
+ * and the next writer overwrites it. Returns 0 and sets *end, or -1 when the wal-index
+ * cannot be read or describes another incarnation (then the file alone decides). */
+static int published_end(struct lc_db *db, const uint8_t walhdr[LC_WAL_HDR_SIZE],
+                         uint32_t page_size, uint64_t *end)
+{
+    uint8_t b[96];
+    uint32_t mx;
+
+    if (db->shmfd < 0) {
+        char p[LC_PATH_MAX + 8];
+        snprintf(p, sizeof(p), "%s-shm", db->cfg.path);
+        db->shmfd = open(p, O_RDONLY | O_CLOEXEC);
+        if (db->shmfd < 0)
+            return -1;
+    }
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (lc_pread_full(db->shmfd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
+            return -1;
+        if (memcmp(b, b + 48, 48) != 0)
+            continue; /* a writer is updating it: read again */
+        if (b[12] != 1 || memcmp(b + 32, walhdr + 16, 8) != 0)
+            return -1;
+        memcpy(&mx, b + 16, sizeof(mx));
+        *end = LC_WAL_HDR_SIZE + (uint64_t)mx * lc_wal_frame_size(page_size);
+        return 0;
+    }
+    return -1;
+}
+
 static int read_wal_header(struct lc_db *db, uint8_t hdr[LC_WAL_HDR_SIZE], struct lc_error *err)
 {
     ssize_t n = lc_pread_full(db->walfd, hdr, LC_WAL_HDR_SIZE, 0);
@@ -402,7 +438,9 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
     if (h.page_size != db->page_size)
         return lc_err_set(err, LC_ECORRUPT, "%s: wal page size %u, database page size %u",
                           db->cfg.name, h.page_size, db->page_size);
-    uint64_t wal_end = lc_wal_frame_align(walsz, h.page_size);
+    uint64_t wal_end = lc_wal_frame_align(walsz, h.page_size), pub;
+    if (published_end(db, hdr, h.page_size, &pub) == 0 && pub < wal_end)
+        wal_end = pub;
     *orig_wal = wal_end;
 
     if (db->force_reason)
@@ -695,7 +733,7 @@ int lc_db_new(struct lc_db **out, const struct lc_db_config *cfg, struct ev_loop
         return lc_err_set(err, LC_ENOMEM, "out of memory");
     db->cfg = *cfg;
     db->loop = loop;
-    db->dbfd = db->walfd = db->dbfd_stale = -1;
+    db->dbfd = db->walfd = db->dbfd_stale = db->shmfd = -1;
     db->sh.fd = -1;
     db->watch_handle = -1;
     if (snprintf(db->wal_path, sizeof(db->wal_path), "%s-wal", cfg->path) >=
