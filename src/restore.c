@@ -576,6 +576,10 @@ static int snap_emit(void *arg, const uint8_t *b, size_t n, struct lc_error *err
             take = n;
         memcpy(s->head + s->headlen, b, take);
         s->headlen += take;
+        /* say so at once, not after writing out what may be gigabytes of something else */
+        if (s->headlen >= 16 && memcmp(s->head, "SQLite format 3", 16) != 0)
+            return lc_err_set(err, LC_ECORRUPT, "snapshot %s is not a sqlite database",
+                              s->key);
     }
     if (lc_pwrite_full(s->fd, b, n, (off_t)s->pos) < 0)
         return lc_err_set(err, LC_EIO, "write %s: %s", s->ap->tmp, strerror(errno));

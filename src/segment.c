@@ -14,8 +14,10 @@
  * rejects, so such keys are refused here rather than written and later lost. Parsing is
  * exact: eight lowercase hex digits and the literal suffix, nothing before or after;
  * uppercase digits, signs, spaces, dots and slashes all make a name "not ours", which
- * callers skip. Keys are only ever built from a valid generation name, so no key can
- * climb out of its generation with "..".
+ * callers skip, and so does an index above LC_MAX_INDEX: every name that parses can be
+ * built again as a key (a stray "ffffffff.snapshot.lz4" would otherwise be chosen as
+ * the newest snapshot and then have no key to download it by). Keys are only ever built
+ * from a valid generation name, so no key can climb out of its generation with "..".
  *
  * LZ4 FRAMES
  *
@@ -156,7 +158,8 @@ int lc_seg_parse_snapshot_name(const char *name, uint32_t *index)
 
     if (!name || strnlen(name, 8 + sizeof(sfx)) != 8 + sizeof(sfx) - 1)
         return LC_EINVAL;
-    if (parse_hex8(name, &i) < 0 || memcmp(name + 8, sfx, sizeof(sfx)) != 0)
+    if (parse_hex8(name, &i) < 0 || i > LC_MAX_INDEX ||
+        memcmp(name + 8, sfx, sizeof(sfx)) != 0)
         return LC_EINVAL;
     *index = i;
     return 0;
@@ -169,8 +172,8 @@ int lc_seg_parse_wal_name(const char *name, uint32_t *index, uint32_t *offset)
 
     if (!name || strnlen(name, 17 + sizeof(sfx)) != 17 + sizeof(sfx) - 1)
         return LC_EINVAL;
-    if (parse_hex8(name, &i) < 0 || name[8] != '_' || parse_hex8(name + 9, &o) < 0 ||
-        memcmp(name + 17, sfx, sizeof(sfx)) != 0)
+    if (parse_hex8(name, &i) < 0 || i > LC_MAX_INDEX || name[8] != '_' ||
+        parse_hex8(name + 9, &o) < 0 || memcmp(name + 17, sfx, sizeof(sfx)) != 0)
         return LC_EINVAL;
     *index = i;
     *offset = o;

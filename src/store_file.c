@@ -7,7 +7,9 @@
  *    stale *.tmp, which listings skip, as Litestream's file replica does);
  *  - object times are file mtimes (st_mtim, ns), which restore and the listings
  *    treat as creation times;
- *  - keys never escape DIR: absolute keys and keys containing ".." are refused;
+ *  - keys never escape DIR: absolute keys and keys containing ".." are refused, and
+ *    listings skip symlinks (and list nothing through a listed directory that is one),
+ *    so no name found in the replica leads outside it;
  *  - every operation completes synchronously: done is called before it returns. */
 #include "store.h"
 
@@ -217,6 +219,35 @@ static int skip_name(const char *name)
     return name[0] == '.' || (n >= 4 && strcmp(name + n - 4, ".tmp") == 0);
 }
 
+/* opendir(path), refusing (ELOOP) a path whose last component is a symlink unless it is
+ * the replica root: the root may be a link, nothing below it may lead elsewhere. */
+static DIR *open_dir(const char *path, int is_root)
+{
+    char buf[LC_PATH_MAX];
+    size_t n = strlen(path);
+    int fd;
+
+    if (n >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    memcpy(buf, path, n + 1);
+    while (n > 1 && buf[n - 1] == '/') /* a trailing '/' would make open() follow a link */
+        buf[--n] = '\0';
+    do {
+        fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (is_root ? 0 : O_NOFOLLOW));
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return NULL;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return d;
+}
+
 static int file_list(struct lc_store_file *fs, const char *prefix, struct lc_obj_list *out,
                      struct lc_error *err)
 {
@@ -235,10 +266,10 @@ static int file_list(struct lc_store_file *fs, const char *prefix, struct lc_obj
     } else if ((rc = key_path(fs, prefix, path, sizeof(path), err))) {
         return rc;
     }
-    d = opendir(path);
+    d = open_dir(path, prefix[0] == '\0');
     if (!d) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+            return 0; /* absent, or a symlink: not part of the replica */
         return lc_err_set(err, LC_EIO, "opendir %s: %s", path, strerror(errno));
     }
     for (;;) {
@@ -252,7 +283,7 @@ static int file_list(struct lc_store_file *fs, const char *prefix, struct lc_obj
         }
         if (skip_name(de->d_name))
             continue;
-        if (fstatat(dirfd(d), de->d_name, &st, 0) < 0) {
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue; /* removed while we listed */
             rc = lc_err_set(err, LC_EIO, "stat %s/%s: %s", path, de->d_name, strerror(errno));
