@@ -50,6 +50,8 @@ int lc_replica_new(struct lc_replica **out, const struct lc_replica_config *cfg,
 void lc_replica_free(struct lc_replica *r);
 /* Ship whatever the shadow holds past our position (the db calls this on growth). */
 void lc_replica_kick(struct lc_replica *r);
+/* Shutdown: forget the current backoff and try again now. */
+void lc_replica_retry_now(struct lc_replica *r);
 /* 1 when nothing is in flight and the position equals the shadow's end. */
 int lc_replica_caught_up(const struct lc_replica *r);
 void lc_replica_position_str(const struct lc_replica *r, char *buf, size_t len);

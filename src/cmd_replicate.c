@@ -149,7 +149,8 @@ static int all_caught_up(struct daemon *dm)
     for (size_t i = 0; i < dm->d.ndbs; i++)
         for (size_t j = 0; j < dm->d.dbs[i].nreps; j++) {
             struct lc_replica *r = dm->d.dbs[i].reps[j];
-            if (dm->d.dbs[i].db->is_open && r->last_err[0] == '\0' && !lc_replica_caught_up(r))
+            /* failing replicas too: shutdown-timeout bounds the wait */
+            if (dm->d.dbs[i].db->is_open && !lc_replica_caught_up(r))
                 return 0;
         }
     return 1;
@@ -489,7 +490,8 @@ static void begin_shutdown(struct daemon *dm, const char *why)
         lc_trigger_stop(&db->trig);
         if (lc_db_sync(db, LC_SYNC_OTHER, &err) < 0)
             lc_warn("final sync failed", "db=%s error=\"%s\"", db->cfg.name, err.msg);
-        kick_all(&dm->d.dbs[i]);
+        for (size_t j = 0; j < dm->d.dbs[i].nreps; j++)
+            lc_replica_retry_now(dm->d.dbs[i].reps[j]);
     }
     if (all_caught_up(dm)) {
         ev_break(loop, EVBREAK_ALL);

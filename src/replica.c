@@ -719,6 +719,15 @@ static void schedule(struct lc_replica *r)
         ev_timer_stop(r->loop, &r->timer);
 }
 
+void lc_replica_retry_now(struct lc_replica *r)
+{
+    if (r->op)
+        return;
+    r->backoff_ns = 0; /* a failure during the flush backs off again from the minimum */
+    ev_timer_stop(r->loop, &r->timer);
+    run(r);
+}
+
 void lc_replica_kick(struct lc_replica *r)
 {
     if (r->backoff_ns && ev_is_active(&r->timer))
