@@ -466,11 +466,9 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
         db->force_reason = NULL;
         *changed = 1;
     } else if (restart) {
-        /* By the invariant above nothing of the old incarnation is missing; still take
-         * whatever committed frames with the old salts remain past our end. */
-        uint64_t old_end = lc_wal_frame_align(walsz, sh->hdr.page_size);
-        if ((rc = copy_frames(db, old_end, &added, err)) < 0)
-            return rc;
+        /* Every published frame of the old incarnation is already in the shadow (copied
+         * under the write lock, or before the read mark allowed a restart); anything past
+         * our end is unpublished (a dead writer's), so nothing more is copied from it. */
         if ((rc = lc_shadow_new_index(sh, hdr, err)) < 0)
             return rc;
         db->stats.restarts++;
@@ -613,6 +611,14 @@ static void remember_stamps(struct lc_db *db)
         memset(db->wal_stamp, 0, sizeof(db->wal_stamp));
 }
 
+/* The checkpoint-interval rule may fire on an idle database: never skip that sync. */
+static int idle_checkpoint_due(const struct lc_db *db)
+{
+    return db->cfg.checkpoint_interval_ns > 0 && db->page_size &&
+           db->sh.size > wal_bytes(db->page_size, 1) &&
+           lc_now_wall_ns() - db->db_mtime_ns > db->cfg.checkpoint_interval_ns;
+}
+
 void lc_db_global_init(void)
 {
     /* before any connection opens: no per-connection page-cache bulk allocation and no
@@ -635,7 +641,7 @@ int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
     lc_trigger_synced(&db->trig);
 
     if (db->is_open && db->watch && why == LC_SYNC_FALLBACK && !db->force_reason &&
-        unchanged(db))
+        !idle_checkpoint_due(db) && unchanged(db))
         return 0; /* the idle path: two stats, nothing else */
     if (db->is_open) {
         if (stat(db->cfg.path, &st) < 0) {

@@ -412,8 +412,8 @@ static void resume_finish(struct lc_replica *r, uint32_t index, uint64_t offset)
     set_position(r, db->sh.gen, index, offset);
     lc_info("replica position resumed", "db=%s replica=%s position=%s/%08x:%llu",
             db->cfg.name, r->cfg.name, r->gen, index, (unsigned long long)offset);
-    if (index < db->sh.min_index || index > db->sh.index)
-        r->known = 0; /* not in our shadow: a fresh snapshot puts us back on track */
+    /* a position outside our shadow stays known: start_segment() sees the missing
+     * file and takes a fresh snapshot (clearing it here resumed again, forever) */
 }
 
 static void resume_step(void *arg, int rc, const struct lc_error *err)

@@ -324,7 +324,10 @@ int lc_shadow_new_index(struct lc_shadow *sh, const uint8_t hdr[LC_WAL_HDR_SIZE]
     if (sh->index + 1 >= LC_MAX_INDEX)
         return lc_err_set(err, LC_EINVAL, "max index exceeded");
     sh->index++;
-    return create_file(sh, hdr, err);
+    int rc = create_file(sh, hdr, err);
+    if (rc < 0)
+        sh->index--; /* create_file changed nothing else: no gap in the index numbers */
+    return rc;
 }
 
 int lc_shadow_write(struct lc_shadow *sh, uint64_t off, const uint8_t *buf, size_t len,
