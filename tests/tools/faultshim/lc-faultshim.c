@@ -20,8 +20,10 @@
  *                  e.g. LC_FAULT="pwrite:eio:0.02,fsync:eio:0.05,rename:enospc:#3"
  *   LC_FAULT_SEED  seed of the PRNG (default 1), so a run can be replayed
  *   LC_FAULT_PATH  colon-separated path prefixes: only calls on those paths, or on fds
- *                  opened under them, are eligible. Unset: every call is (which also
- *                  sabotages SQLite's own I/O: usually not what a test wants).
+ *                  opened under them, are eligible. An entry with * or ? is an fnmatch(3)
+ *                  pattern for the whole path instead (* also matches /). Unset: every
+ *                  call is (which also sabotages SQLite's own I/O: usually not what a
+ *                  test wants).
  *   LC_FAULT_CTL   a file: faults are injected only while it exists (checked every 20 ms),
  *                  so a test can switch them on and off without restarting the process
  *   LC_FAULT_LOG   a file that gets one line per injected fault: "CALL KIND PATH"
@@ -32,6 +34,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -227,8 +230,12 @@ static int under_prefix(const char *abs)
         return 1;
     for (int i = 0; i < nprefix; i++) {
         size_t n = prefix_len[i];
-        if (strncmp(abs, prefixes[i], n) == 0 && (abs[n] == '\0' || abs[n] == '/'))
+        if (strpbrk(prefixes[i], "*?")) {
+            if (fnmatch(prefixes[i], abs, 0) == 0)
+                return 1;
+        } else if (strncmp(abs, prefixes[i], n) == 0 && (abs[n] == '\0' || abs[n] == '/')) {
             return 1;
+        }
     }
     return 0;
 }
@@ -255,7 +262,8 @@ static void absolute(int dirfd, const char *path, char *out, size_t len)
             return;
         base[n] = '\0';
     }
-    snprintf(out, len, "%s/%s", base, path);
+    if ((size_t)snprintf(out, len, "%s/%.*s", base, (int)(len > 1 ? len - 1 : 0), path) >= len)
+        out[0] = '\0'; /* too long to tell: not eligible */
 }
 
 static int path_eligible(int dirfd, const char *path)
