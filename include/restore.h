@@ -41,6 +41,9 @@ struct lc_restore_plan {
     size_t nsegs;              /* 0: snapshot-only restore */
     uint32_t min_index;        /* first WAL index replayed (= snap.index) when nsegs > 0 */
     uint32_t max_index;        /* last WAL index replayed when nsegs > 0 */
+    int64_t live_ns;           /* objects this new or newer may have been written while the
+                                * replica was listed (a hole before them is not damage);
+                                * 0: none */
 };
 
 /* Pick, among stores[0..n), the generation with the latest end time that can satisfy o
@@ -51,10 +54,16 @@ int lc_restore_choose(struct lc_store *const *stores, size_t n, const struct lc_
                       size_t *which, struct lc_gen_info *gen, struct lc_error *err);
 
 /* Plan a restore of generation g (no I/O). Errors: "no snapshots available",
- * "missing initial wal segment: <key>", "missing wal index: <gen>/%08x". */
+ * "missing initial wal segment: <key>", "missing wal index: <gen>/%08x".
+ * A hole followed only by objects written while the replica was being listed (a live
+ * replica) is not an error: the plan stops before it, with a warning. */
 int lc_restore_plan(const struct lc_gen_info *g, const struct lc_restore_opts *o,
                     struct lc_restore_plan *plan, struct lc_error *err);
 void lc_restore_plan_free(struct lc_restore_plan *plan);
+
+/* 1 when plan->segs[from..] is non-empty and every one of them is at least
+ * plan->live_ns new: a hole at `from` may be an artefact of listing a live replica. */
+int lc_restore_live_tail(const struct lc_restore_plan *plan, size_t from);
 
 /* Execute plan from st into o->output. On failure nothing is left at OUT or OUT.tmp*. */
 int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,

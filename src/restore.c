@@ -45,6 +45,10 @@
 #define PAR_MAX 64                       /* upper bound on gets in flight */
 #define RETRY_DELAY_NS 200000000LL       /* times the attempt number */
 #define TMP_PATH_MAX (LC_PATH_MAX + 16)
+/* Object times are a file's mtime (written before its fsync and rename) or S3's
+ * LastModified (whole seconds): an object that appeared during a listing can carry a
+ * time up to this much before the listing began. */
+#define LIVE_SLACK_NS (5 * 1000000000LL)
 
 void lc_restore_opts_init(struct lc_restore_opts *o)
 {
@@ -173,21 +177,32 @@ int lc_restore_plan(const struct lc_gen_info *g, const struct lc_restore_opts *o
         plan->segs[plan->nsegs++] = *s;
     }
 
+    if (g->listed_ns > LIVE_SLACK_NS)
+        plan->live_ns = g->listed_ns - LIVE_SLACK_NS;
+
     uint64_t want = snap->index;
     for (size_t i = 0; i < plan->nsegs; i++) {
         const struct lc_seg_info *s = &plan->segs[i];
         if (i > 0 && s->index == plan->segs[i - 1].index)
             continue;
+        if (s->index == want && s->offset == 0) {
+            want = (uint64_t)s->index + 1;
+            continue;
+        }
+        if (lc_restore_live_tail(plan, i)) {
+            seg_key(g->id, s, key, sizeof(key));
+            lc_warn("replica was written while listed: restoring up to the hole before",
+                    "key=%s", key);
+            plan->nsegs = i;
+            break;
+        }
         if (s->index != want) {
             lc_err_set(err, LC_ENOTFOUND, "missing wal index: %s/%08" PRIx64, g->id, want);
             goto fail;
         }
-        if (s->offset != 0) {
-            seg_key(g->id, s, key, sizeof(key));
-            lc_err_set(err, LC_ENOTFOUND, "missing initial wal segment: %s", key);
-            goto fail;
-        }
-        want = (uint64_t)s->index + 1;
+        seg_key(g->id, s, key, sizeof(key));
+        lc_err_set(err, LC_ENOTFOUND, "missing initial wal segment: %s", key);
+        goto fail;
     }
     if (plan->nsegs)
         plan->max_index = plan->segs[plan->nsegs - 1].index;
@@ -196,6 +211,16 @@ int lc_restore_plan(const struct lc_gen_info *g, const struct lc_restore_opts *o
 fail:
     lc_restore_plan_free(plan);
     return err->code;
+}
+
+int lc_restore_live_tail(const struct lc_restore_plan *plan, size_t from)
+{
+    if (plan->live_ns <= 0)
+        return 0;
+    for (size_t i = from; i < plan->nsegs; i++)
+        if (plan->segs[i].mtime_ns < plan->live_ns)
+            return 0;
+    return from < plan->nsegs;
 }
 
 void lc_restore_plan_free(struct lc_restore_plan *plan)
@@ -836,6 +861,7 @@ static int restore_wal(struct apply *ap, struct lc_error *err)
     const struct lc_restore_plan *plan = ap->plan;
     struct walw w;
     size_t next_start = 0, next_apply = 0;
+    char key[LC_KEY_MAX] = ""; /* the last segment applied */
     int rc = 0;
 
     memset(&w, 0, sizeof(w));
@@ -879,10 +905,17 @@ static int restore_wal(struct apply *ap, struct lc_error *err)
         }
         /* JOB_DONE: apply in order */
         const struct lc_seg_info *seg = j->seg;
-        char key[LC_KEY_MAX];
+        int first = next_apply == 0 || plan->segs[next_apply - 1].index != seg->index;
+        if (!first && (uint64_t)seg->offset != w.pos && lc_restore_live_tail(plan, next_apply)) {
+            /* a segment written while the replica was listed is missing: end here */
+            lc_warn("replica was written while listed: restoring up to the hole before",
+                    "key=%s expected_offset=%" PRIu64, j->key, w.pos);
+            job_release(j);
+            rc = index_end(ap, &w, key, err);
+            break;
+        }
         memcpy(key, j->key, sizeof(key));
-        if ((next_apply == 0 || plan->segs[next_apply - 1].index != seg->index) &&
-            (rc = index_begin(ap, &w, seg->index, err)))
+        if (first && (rc = index_begin(ap, &w, seg->index, err)))
             break;
         rc = apply_segment(ap, &w, j, err);
         job_release(j);

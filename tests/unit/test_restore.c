@@ -457,6 +457,50 @@ static void test_missing_index(void **state)
     expect_fail(OMIT_IDX0, "missing wal index: " GEN "/00000000");
 }
 
+/* A hole followed only by objects written while the replica was being listed is what a
+ * directory read racing the replica's renames produces: restore stops before it. The
+ * same hole with an older object after it is damage and fails. */
+static void test_live_hole(void **state)
+{
+    static const struct {
+        unsigned flags;
+        int64_t age; /* seconds before now of the snapshot; segments follow at +10 s each */
+        int k;       /* expected state; -1: fails */
+        const char *err;
+    } cases[] = {
+        {OMIT_SEG01, 20, 1, NULL},          /* in-index hole, then only live segments */
+        {OMIT_SEG00, 20, 0, NULL},          /* index starts late: snapshot alone */
+        {OMIT_IDX0, 20, 0, NULL},           /* a whole index missing, the next live */
+        {OMIT_SEG01, 100, -1, "wal segment gap"},
+        {OMIT_SEG00, 45, -1, "missing initial wal segment"}, /* 2/3 segments after it old */
+        {OMIT_IDX0, 65, -1, "missing wal index"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rep r = {0};
+        struct lc_error err = {0};
+        char out[1024];
+        int64_t now = lc_now_wall_ns() / 1000000000LL;
+
+        rep_build(&r, "live", GEN, cases[i].flags, now - cases[i].age);
+        out_path(out, sizeof(out), "live");
+        int rc = run_restore(&r, out, -1, 0, 0, 4, &err);
+        if (cases[i].k >= 0) {
+            if (rc)
+                fail_msg("case %zu: restore: %s", i, err.msg);
+            expect_state(out, cases[i].k);
+        } else {
+            if (rc == 0)
+                fail_msg("case %zu: restore succeeded, expected %s", i, cases[i].err);
+            if (!strstr(err.msg, cases[i].err))
+                fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err.msg, cases[i].err);
+            assert_no_output(out);
+        }
+        rep_close(&r);
+    }
+}
+
 static void test_checksum_break(void **state)
 {
     char key[LC_KEY_MAX], want[LC_KEY_MAX + 64];
@@ -572,7 +616,7 @@ static void test_plan(void **state)
     struct lc_seg_info segs[] = {{0, 0, 1, 100}, {1, 0, 1, 200}, {2, 0, 1, 300},
                                  {2, 64, 1, 310}, {3, 0, 1, 400}, {4, 0, 1, 500},
                                  {4, 64, 1, 510}};
-    struct lc_gen_info g = {GEN, snaps, 3, segs, 7, 100, 510};
+    struct lc_gen_info g = {GEN, snaps, 3, segs, 7, 100, 510, 0};
     struct lc_restore_opts o;
     struct lc_restore_plan p;
     struct lc_error err = {0};
@@ -1192,6 +1236,7 @@ int main(void)
         cmocka_unit_test(test_missing_initial_segment),
         cmocka_unit_test(test_offset_gap),
         cmocka_unit_test(test_missing_index),
+        cmocka_unit_test(test_live_hole),
         cmocka_unit_test(test_checksum_break),
         cmocka_unit_test(test_salt_change),
         cmocka_unit_test(test_truncated_lz4),
