@@ -499,11 +499,17 @@ static int checkpoint(struct lc_db *db, int force_ms, struct lc_error *err)
     /* 2. the write lock: no app commit can land until we release it */
     if ((rc = exec_w(db, "BEGIN IMMEDIATE", WRITE_BUSY_MS, err)) < 0)
         return rc;
-    if ((rc = read_wal_header(db, hdr, err)) < 0)
+    ssize_t got = lc_pread_full(db->walfd, hdr, LC_WAL_HDR_SIZE, 0);
+    if (got < 0) {
+        rc = lc_err_set(err, LC_EIO, "read %s: %s", db->wal_path, strerror(errno));
         goto out;
-    if (memcmp(hdr, db->sh.hdr_raw, LC_WAL_HDR_SIZE) != 0) {
-        /* restarted while we held no lock: frames may be gone, so do not guess */
-        db->force_reason = "wal restarted by another process during checkpoint";
+    }
+    if (got != LC_WAL_HDR_SIZE || memcmp(hdr, db->sh.hdr_raw, LC_WAL_HDR_SIZE) != 0) {
+        /* restarted (or truncated) while we held no lock: frames may be gone, so do not
+         * guess */
+        db->force_reason = got != LC_WAL_HDR_SIZE
+                               ? "wal truncated by another process during checkpoint"
+                               : "wal restarted by another process during checkpoint";
         goto out;
     }
     if ((rc = capture(db, &orig, &changed, err)) < 0)
