@@ -5,15 +5,44 @@
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "restore.h"
 #include "segment.h"
 #include "store.h"
+
+/* A restore interrupted by a signal leaves nothing behind: OUT.tmp and its -wal and
+ * -shm are removed by the handler (unlink and _exit are async-signal-safe). */
+static char tmp_paths[3][LC_PATH_MAX + 16];
+
+static void on_signal(int sig)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (tmp_paths[i][0])
+            (void)unlink(tmp_paths[i]);
+    _exit(128 + sig);
+}
+
+static void cleanup_on_signal(const char *out)
+{
+    static const char *const sfx[3] = {".tmp", ".tmp-wal", ".tmp-shm"};
+    struct sigaction sa;
+
+    for (size_t i = 0; i < 3; i++)
+        snprintf(tmp_paths[i], sizeof(tmp_paths[i]), "%s%s", out, sfx[i]);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigfillset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    (void)sigaction(SIGHUP, &sa, NULL);
+}
 
 static const char usage_line[] =
     "usage: litecast restore [-c FILE] [-o OUT] [--replica NAME] [--generation G]\n"
@@ -223,6 +252,7 @@ int lc_cmd_restore(int argc, char **argv)
         goto fail;
     lc_info("restoring from replica", "replica=%s generation=%s index=%08x output=\"%s\"",
             t.replicas[which].name, plan.gen, plan.snap.index, output);
+    cleanup_on_signal(output);
     if (lc_restore_apply(stores[which], &plan, &o, &err))
         goto fail;
     lc_info("restore complete", "path=\"%s\"", output);
