@@ -73,6 +73,7 @@ check:
 	$(Q)scripts/deps --test
 	$(Q)$(MAKE) --no-print-directory litecast $(TOOLS)
 	$(Q)$(MAKE) --no-print-directory unit unit-asan
+	$(Q)$(MAKE) --no-print-directory -j2 fuzz-check
 	$(Q)$(MAKE) --no-print-directory integration
 
 bench: all
@@ -82,6 +83,7 @@ bench: all
 soak: all
 	$(Q)scripts/deps --test
 	$(Q)SOAK=1 prove -v tests/integration/[0-9]*.sh
+	$(Q)$(MAKE) --no-print-directory -j2 fuzz FUZZ_SECONDS=$${SOAK_FUZZ_SECONDS:-300}
 
 install: litecast
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/litecast
