@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Crash loops. (1) The daemon is killed with SIGKILL at random moments and right after
 # chosen log lines ('wal segment written', 'snapshot written', 'sync: wal restarted',
-# 'replica position resumed') to hit the copy / checkpoint / upload / snapshot windows,
+# 'replica position resumed', 'retention: deleting') to hit the copy / checkpoint /
+# upload / snapshot / retention windows (retention keeps 5 s, checked every second),
 # and restarted, while a writer commits continuously (--rate 200, small and occasional
 # large rows, checkpoints every 8 pages). After every kill the replica restores to a
 # database that passes integrity_check, whose n values are exactly {1..M} (no commit
@@ -89,6 +90,8 @@ max-checkpoint-pages = 64
 db = app
 url = file://$REP
 snapshot-interval = 2s
+retention = 5s
+retention-check-interval = 1s
 CFG
     "$TOOLS/lc-writer" "$DB" --count 1 --log "$T/acks$r.log" 2>/dev/null
     launch "$CFG" "" 0
@@ -99,7 +102,8 @@ CFG
     for i in $(seq 1 "$KILLS_PER_ROUND"); do
         # the daemon of the previous iteration (or the first) is running: pick the moment
         local p=$((RANDOM % 100))
-        if [ "$p" -lt 40 ]; then mode=timed
+        if [ "$p" -lt 32 ]; then mode=timed
+        elif [ "$p" -lt 40 ]; then mode=retention pat='retention: deleting' skip=$((RANDOM % 3))
         elif [ "$p" -lt 65 ]; then mode=segment pat='wal segment written' skip=$((RANDOM % 40))
         elif [ "$p" -lt 80 ]; then mode=restart pat='sync: wal restarted' skip=$((RANDOM % 6))
         elif [ "$p" -lt 90 ]; then mode=snapshot pat='snapshot written' skip=0
