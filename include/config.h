@@ -12,6 +12,7 @@
 #define LC_CONFIG_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include "log.h"
 #include "util.h"
 
@@ -67,10 +68,16 @@ struct lc_config {
     size_t ndbs;
     struct lc_replica_config *replicas; /* owned array */
     size_t nreplicas;
+    int secret_line;                /* first line writing a secret-access-key literally
+                                     * (not only ${VAR}); 0 when none */
+    mode_t file_mode;               /* permission bits of the file; 0 for ad hoc */
 };
 
 /* Load and validate path. On failure err holds "FILE:LINE: message" and cfg is empty. */
 int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err);
+/* 1 when the file holds a literal secret-access-key and others (not owner or group) may
+ * read it: callers warn, naming the file, its mode and the line. */
+int lc_config_secret_exposed(const struct lc_config *cfg);
 /* Same, from a string; name is used in messages in place of a file name. */
 int lc_config_load_string(struct lc_config *cfg, const char *name, const char *text,
                           struct lc_error *err);

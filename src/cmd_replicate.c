@@ -269,6 +269,15 @@ static const struct lc_replica_config *find_replica(const struct lc_config *cfg,
     return NULL;
 }
 
+/* A secret written into a file anyone may read deserves a word at every load. */
+static void warn_exposed(const struct lc_config *cfg)
+{
+    if (lc_config_secret_exposed(cfg))
+        lc_warn("config file holds a secret and is readable by others",
+                "path=\"%s\" mode=%04o line=%d", cfg->path, (unsigned)cfg->file_mode,
+                cfg->secret_line);
+}
+
 static void reload(struct daemon *dm)
 {
     struct lc_daemon *d = &dm->d;
@@ -286,6 +295,7 @@ static void reload(struct daemon *dm)
         lc_error("reload failed; keeping the running configuration", "error=\"%s\"", err.msg);
         return;
     }
+    warn_exposed(&cfg);
     dbs = calloc(cfg.ndbs ? cfg.ndbs : 1, sizeof(*dbs));
     if (!dbs) {
         lc_config_free(&cfg);
@@ -633,6 +643,7 @@ int lc_cmd_replicate(int argc, char **argv)
         fprintf(stderr, "litecast: %s\n", err.msg);
         return LC_EXIT_USAGE;
     }
+    warn_exposed(&d->cfg);
     if (check) {
         printf("configuration OK\n");
         lc_config_free(&d->cfg);

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -158,7 +159,7 @@ static const struct key db_keys[] = {
     DKEY("watch", V_BOOL, watch, 0, 0, 0, NULL),
 };
 
-enum { RK_DB, RK_URL, RK_SYNC = 5 }; /* indexes into replica_keys */
+enum { RK_DB, RK_URL, RK_SYNC = 5, RK_SECRET = 10 }; /* indexes into replica_keys */
 static const struct key replica_keys[] = {
     RKEY("db", V_STRING, db, 0, 0, 0, check_nonempty),
     RKEY("url", V_STRING, url, 0, 0, 0, check_url),
@@ -176,6 +177,7 @@ static const struct key replica_keys[] = {
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+_Static_assert(RK_SECRET < NKEYS(replica_keys), "RK_SECRET out of range");
 _Static_assert(NKEYS(global_keys) <= NKEYS_MAX, "seen[] too small");
 _Static_assert(NKEYS(db_keys) <= NKEYS_MAX, "seen[] too small");
 _Static_assert(NKEYS(replica_keys) <= NKEYS_MAX, "seen[] too small");
@@ -991,6 +993,22 @@ static int set_value(struct parse *ps, const struct key *k, void *base, const ch
     return 1;
 }
 
+/* Does a raw value hold text of its own, beyond ${VAR} references and blanks? */
+static int has_literal(const char *raw)
+{
+    for (const char *p = raw; *p; p++) {
+        if (p[0] == '$' && p[1] == '{') {
+            const char *close = strchr(p + 2, '}');
+            if (!close)
+                return 1;
+            p = close;
+        } else if (!isspace((unsigned char)*p)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* inih's callback for each "key = value". Returns 0 on error (message in ps). */
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
@@ -1022,6 +1040,8 @@ static int handler(void *user, const char *section, const char *key, const char 
         return 0;
     if (ps->sect == S_REPLICA && i == RK_SYNC)
         ps->cfg->replicas[ps->idx].sync_interval_set = 1;
+    if (ps->sect == S_REPLICA && i == RK_SECRET && !ps->cfg->secret_line && has_literal(value))
+        ps->cfg->secret_line = line;
     return 1;
 }
 
@@ -1268,9 +1288,12 @@ int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err
                               FILE_MAX);
         }
     }
+    struct stat sb;
+    mode_t mode = fstat(fd, &sb) == 0 ? sb.st_mode & 07777 : 0;
     close(fd);
     buf[len] = '\0';
     rc = parse_text(cfg, path, buf, len, err);
+    cfg->file_mode = mode;
     free(buf);
     if (rc)
         return rc;
@@ -1279,4 +1302,9 @@ int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err
     else
         snprintf(cfg->path, sizeof(cfg->path), "%s", path);
     return 0;
+}
+
+int lc_config_secret_exposed(const struct lc_config *cfg)
+{
+    return cfg->secret_line > 0 && (cfg->file_mode & S_IROTH);
 }

@@ -722,6 +722,42 @@ static void test_example_file(void **state)
     lc_config_free(&cfg);
 }
 
+/* A secret-access-key written into the file, readable by others, is flagged; one that
+ * only names ${VARS}, or a file only its owner and group read, is not. */
+static void test_secret_exposed(void **state)
+{
+    static const struct {
+        const char *value;
+        mode_t mode;
+        int line;    /* expected secret_line */
+        int exposed; /* expected lc_config_secret_exposed */
+    } cases[] = {
+        {"s3cr3t", 0644, 8, 1},     {"s3cr3t", 0640, 8, 0},   {"s3cr3t", 0600, 8, 0},
+        {"${SOME_VAR}", 0644, 0, 0}, {" ${A}${B} ", 0644, 0, 0}, {"${A}x", 0604, 8, 1},
+        {"", 0644, 0, 0},
+    };
+    struct lc_config cfg;
+    struct lc_error err = {0};
+    char path[512], text[512];
+    (void)state;
+
+    snprintf(path, sizeof(path), "%s/exposed.ini", tmpdir);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "[db a]\npath = /srv/a.db\n[replica r]\ndb = a\nurl = s3://b/p\n"
+                 "endpoint = http://127.0.0.1:9\naccess-key-id = AK\nsecret-access-key = %s\n",
+                 cases[i].value);
+        write_file(path, text);
+        assert_int_equal(chmod(path, cases[i].mode), 0);
+        if (lc_config_load(&cfg, path, &err))
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_int_equal(cfg.secret_line, cases[i].line);
+        assert_int_equal(cfg.file_mode, cases[i].mode);
+        assert_int_equal(lc_config_secret_exposed(&cfg), cases[i].exposed);
+        lc_config_free(&cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_symlinked_paths),
         cmocka_unit_test(test_adhoc),
         cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_secret_exposed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
