@@ -3,9 +3,15 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
            -Wcast-qual -Wformat=2 -Werror
-PKGS     = sqlite3 inih liblz4 libcurl libcrypto
-CPPFLAGS += -std=c11 -D_GNU_SOURCE -Iinclude -MMD -MP
-LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+PKGS     = sqlite3 inih liblz4
+# libcurl and libcrypto: headers at build time; src/store_s3.c dlopen()s them when the first
+# S3 replica opens, so a daemon with file replicas only never maps them. Test tools that
+# speak HTTP themselves link them.
+S3PKGS   = libcurl libcrypto
+CPPFLAGS += -std=c11 -D_GNU_SOURCE -Iinclude -MMD -MP \
+            $(shell pkg-config --cflags $(PKGS) $(S3PKGS) 2>/dev/null)
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
+S3LIBS   = $(shell pkg-config --libs $(S3PKGS) 2>/dev/null)
 PREFIX  ?= /usr/local
 B        = build
 
@@ -44,7 +50,7 @@ $(B)/asan/%.o: src/%.c
 $(B)/tools/%: tests/tools/%.c $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(LIBOBJ) $(LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(LIBOBJ) $(LIBS) $(S3LIBS)
 
 $(B)/unit/%: tests/unit/%.c $(LIBOBJ)
 	@mkdir -p $(dir $@)

@@ -4,7 +4,7 @@
  * loop (the pattern of curl's docs/examples/evhiperfifo.c): curl tells us which sockets to
  * watch (CURLMOPT_SOCKETFUNCTION -> one ev_io each) and when to call it back
  * (CURLMOPT_TIMERFUNCTION -> one ev_timer), and we hand each event to
- * curl_multi_socket_action(). Nothing here blocks on the network.
+ * CU.multi_socket_action(). Nothing here blocks on the network.
  *
  * Requests are signed by curl (CURLOPT_AWS_SIGV4). curl 7.88 signs the query string exactly
  * as written and signs the payload hash given in x-amz-content-sha256, so this file builds
@@ -28,6 +28,7 @@
 #include "store.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <ev.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -165,7 +166,110 @@ static void check_multi_info(struct s3_store *st);
 static void retry_cb(struct ev_loop *loop, struct ev_timer *w, int revents);
 static const struct lc_store_ops s3_ops;
 
-static int curl_ready; /* curl_global_init done: only once an s3 store is opened */
+/* libcurl and libcrypto are loaded when the first S3 store is opened, not linked: a daemon
+ * with file replicas only never maps them and their dependencies (TLS, Kerberos, LDAP,
+ * SSH: some 5 MB of resident pages). Calls go through these tables, typed from the
+ * libraries' own prototypes so a mismatch fails to compile. curl's typecheck macros are
+ * bypassed: option values are passed as long, pointers or curl_off_t explicitly. */
+#define FN(name) __typeof__(name) *
+static struct {
+    FN(curl_easy_cleanup) easy_cleanup;
+    FN(curl_easy_getinfo) easy_getinfo;
+    FN(curl_easy_init) easy_init;
+    FN(curl_easy_setopt) easy_setopt;
+    FN(curl_easy_strerror) easy_strerror;
+    FN(curl_global_init) global_init;
+    FN(curl_multi_add_handle) multi_add_handle;
+    FN(curl_multi_assign) multi_assign;
+    FN(curl_multi_cleanup) multi_cleanup;
+    FN(curl_multi_info_read) multi_info_read;
+    FN(curl_multi_init) multi_init;
+    FN(curl_multi_remove_handle) multi_remove_handle;
+    FN(curl_multi_setopt) multi_setopt;
+    FN(curl_multi_socket_action) multi_socket_action;
+    FN(curl_slist_append) slist_append;
+    FN(curl_slist_free_all) slist_free_all;
+} CU;
+static struct {
+    FN(EVP_Digest) Digest;
+    FN(EVP_EncodeBlock) EncodeBlock;
+    FN(EVP_md5) md5;
+    FN(EVP_sha256) sha256;
+} CR;
+#undef FN
+
+static int curl_ready; /* libraries loaded and curl_global_init done */
+
+/* dlsym into a typed pointer (POSIX guarantees the conversion; memcpy keeps C quiet). */
+static int load_sym(void *lib, const char *name, void *slot, size_t len, const char *soname,
+                    const char *url, struct lc_error *err)
+{
+    void *p = dlsym(lib, name);
+    if (!p)
+        return lc_err_set(err, LC_EIO, "replica url %s: %s lacks %s", url, soname, name);
+    memcpy(slot, &p, len);
+    return 0;
+}
+
+static void *load_lib(const char *const *sonames, const char **which, const char *url,
+                      struct lc_error *err)
+{
+    const char *why = "";
+    for (size_t i = 0; sonames[i]; i++) {
+        void *lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
+        if (lib) {
+            *which = sonames[i];
+            return lib;
+        }
+        why = dlerror();
+    }
+    lc_err_set(err, LC_EIO, "replica url %s: s3 needs %s, which cannot be loaded: %s", url,
+               sonames[0], why ? why : "?");
+    return NULL;
+}
+
+#define SYM(lib, tab, field, name, so)                                                       \
+    if (load_sym(lib, name, &tab.field, sizeof(tab.field), so, url, err))                    \
+        return err->code;
+
+/* Load both libraries and start curl, once. Failure leaves nothing half-loaded in use. */
+static int libs_load(const char *url, struct lc_error *err)
+{
+    static const char *const curl_so[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
+    static const char *const crypto_so[] = {"libcrypto.so.3", NULL};
+    const char *cso = NULL, *kso = NULL;
+    void *c, *k;
+
+    if (curl_ready)
+        return 0;
+    if (!(c = load_lib(curl_so, &cso, url, err)) || !(k = load_lib(crypto_so, &kso, url, err)))
+        return err->code;
+    SYM(c, CU, easy_cleanup, "curl_easy_cleanup", cso)
+    SYM(c, CU, easy_getinfo, "curl_easy_getinfo", cso)
+    SYM(c, CU, easy_init, "curl_easy_init", cso)
+    SYM(c, CU, easy_setopt, "curl_easy_setopt", cso)
+    SYM(c, CU, easy_strerror, "curl_easy_strerror", cso)
+    SYM(c, CU, global_init, "curl_global_init", cso)
+    SYM(c, CU, multi_add_handle, "curl_multi_add_handle", cso)
+    SYM(c, CU, multi_assign, "curl_multi_assign", cso)
+    SYM(c, CU, multi_cleanup, "curl_multi_cleanup", cso)
+    SYM(c, CU, multi_info_read, "curl_multi_info_read", cso)
+    SYM(c, CU, multi_init, "curl_multi_init", cso)
+    SYM(c, CU, multi_remove_handle, "curl_multi_remove_handle", cso)
+    SYM(c, CU, multi_setopt, "curl_multi_setopt", cso)
+    SYM(c, CU, multi_socket_action, "curl_multi_socket_action", cso)
+    SYM(c, CU, slist_append, "curl_slist_append", cso)
+    SYM(c, CU, slist_free_all, "curl_slist_free_all", cso)
+    SYM(k, CR, Digest, "EVP_Digest", kso)
+    SYM(k, CR, EncodeBlock, "EVP_EncodeBlock", kso)
+    SYM(k, CR, md5, "EVP_md5", kso)
+    SYM(k, CR, sha256, "EVP_sha256", kso)
+    if (CU.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return lc_err_set(err, LC_EIO, "replica url %s: curl_global_init failed", url);
+    curl_ready = 1; /* the libraries stay loaded for the life of the process */
+    return 0;
+}
+#undef SYM
 
 /* ---- small string helpers ------------------------------------------------------------- */
 
@@ -280,7 +384,7 @@ static int sha256_hex(const void *p, size_t n, char out[65])
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
-    if (!EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) return LC_EIO;
+    if (!CR.Digest(p, n, md, &mdlen, CR.sha256(), NULL) || mdlen != 32) return LC_EIO;
     hex_encode(md, 32, out);
     return 0;
 }
@@ -290,8 +394,8 @@ static int md5_base64(const void *p, size_t n, char out[32])
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
-    if (!EVP_Digest(p, n, md, &mdlen, EVP_md5(), NULL) || mdlen != 16) return LC_EIO;
-    EVP_EncodeBlock((unsigned char *)out, md, 16); /* 24 characters and a NUL */
+    if (!CR.Digest(p, n, md, &mdlen, CR.md5(), NULL) || mdlen != 16) return LC_EIO;
+    CR.EncodeBlock((unsigned char *)out, md, 16); /* 24 characters and a NUL */
     return 0;
 }
 
@@ -446,7 +550,7 @@ static void io_cb(struct ev_loop *loop, struct ev_io *w, int revents)
 
     (void)loop;
     st->depth++;
-    curl_multi_socket_action(st->multi, w->fd, action, &running); /* may free w */
+    CU.multi_socket_action(st->multi, w->fd, action, &running); /* may free w */
     check_multi_info(st);
     leave(st);
 }
@@ -459,7 +563,7 @@ static void curl_timeout_cb(struct ev_loop *loop, struct ev_timer *w, int revent
     (void)loop;
     (void)revents;
     st->depth++;
-    curl_multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    CU.multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_multi_info(st);
     leave(st);
 }
@@ -499,7 +603,7 @@ static int multi_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, voi
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
         if (sw) sockw_free(st, sw);
-        curl_multi_assign(st->multi, s, NULL);
+        CU.multi_assign(st->multi, s, NULL);
         return 0;
     }
     events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
@@ -511,7 +615,7 @@ static int multi_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, voi
         sw->next = st->socks;
         if (st->socks) st->socks->prev = sw;
         st->socks = sw;
-        curl_multi_assign(st->multi, s, sw);
+        CU.multi_assign(st->multi, s, sw);
     } else {
         ev_io_stop(st->base.loop, &sw->io);
         ev_io_set(&sw->io, s, events);
@@ -525,11 +629,11 @@ static int multi_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, voi
 static void req_cleanup(struct op *op)
 {
     if (op->easy) {
-        curl_multi_remove_handle(op->st->multi, op->easy);
-        curl_easy_cleanup(op->easy);
+        CU.multi_remove_handle(op->st->multi, op->easy);
+        CU.easy_cleanup(op->easy);
         op->easy = NULL;
     }
-    curl_slist_free_all(op->hdrs);
+    CU.slist_free_all(op->hdrs);
     op->hdrs = NULL;
 }
 
@@ -640,7 +744,7 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *userp)
 
     long status = 0;
 
-    curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
+    CU.easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
     int ok = status >= 200 && status < 300;
     if (op->phase == PH_GET && ok) {
         op->sink_used = 1;
@@ -712,7 +816,7 @@ static int list_query(struct op *op, struct lc_buf *q)
 
 static int add_header(struct op *op, const char *h)
 {
-    struct curl_slist *l = curl_slist_append(op->hdrs, h);
+    struct curl_slist *l = CU.slist_append(op->hdrs, h);
     if (!l) return LC_ENOMEM;
     op->hdrs = l;
     return 0;
@@ -824,53 +928,53 @@ static void start_request(struct op *op)
         snprintf(hdr, sizeof(hdr), "Content-MD5: %s", md5);
         rc = add_header(op, hdr);
     }
-    e = rc ? NULL : curl_easy_init();
+    e = rc ? NULL : CU.easy_init();
     if (!e) {
         lc_buf_free(&url);
         op_fail(op, LC_ENOMEM, "cannot set up a request");
         return;
     }
     op->easy = e;
-    curl_easy_setopt(e, CURLOPT_URL, (char *)url.data);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, op);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_BYTES);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_SECS);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, op);
+    CU.easy_setopt(e, CURLOPT_URL, (char *)url.data);
+    CU.easy_setopt(e, CURLOPT_PRIVATE, op);
+    CU.easy_setopt(e, CURLOPT_ERRORBUFFER, op->errbuf);
+    CU.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    CU.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    CU.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    CU.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    CU.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_BYTES);
+    CU.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, LOW_SPEED_SECS);
+    CU.easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    CU.easy_setopt(e, CURLOPT_HTTPHEADER, op->hdrs);
+    CU.easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    CU.easy_setopt(e, CURLOPT_WRITEDATA, op);
+    CU.easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    CU.easy_setopt(e, CURLOPT_HEADERDATA, op);
     if (st->skip_verify) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        CU.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        CU.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (st->access_key[0]) {
-        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, st->sigv4);
-        curl_easy_setopt(e, CURLOPT_USERNAME, st->access_key);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, st->secret);
+        CU.easy_setopt(e, CURLOPT_AWS_SIGV4, st->sigv4);
+        CU.easy_setopt(e, CURLOPT_USERNAME, st->access_key);
+        CU.easy_setopt(e, CURLOPT_PASSWORD, st->secret);
     }
     if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
         /* The body is in memory: hand it over whole (curl does not copy it; it lives in
          * the op until the op is freed). A PUT is a POST with another method name. */
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, op->body ? op->body : (const uint8_t *)"");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)op->body_len);
+        CU.easy_setopt(e, CURLOPT_POST, 1L);
+        CU.easy_setopt(e, CURLOPT_POSTFIELDS, op->body ? op->body : (const uint8_t *)"");
+        CU.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)op->body_len);
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        CU.easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     lc_buf_free(&url); /* curl copied it */
 
     op->attempt++;
     op->kind = kind;
     st->nreq[kind]++;
-    if (curl_multi_add_handle(st->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+    if (CU.multi_add_handle(st->multi, e) != CURLM_OK) {
+        CU.easy_cleanup(e);
         op->easy = NULL;
         op_fail(op, LC_EIO, "cannot start a request");
     }
@@ -999,7 +1103,7 @@ static void request_done(struct op *op, CURLcode cc)
     char msg[LC_ERR_LEN], code[128];
     long status = 0;
 
-    curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
+    CU.easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
     code[0] = '\0';
     lc_debug("s3 request", "type=%s op=%s key=%s status=%ld attempt=%d curl=%d",
              kind_names[op->kind], op->opname, op->key, status, op->attempt, (int)cc);
@@ -1014,7 +1118,7 @@ static void request_done(struct op *op, CURLcode cc)
         return;
     }
     if (cc != CURLE_OK) {
-        const char *d = op->errbuf[0] ? op->errbuf : curl_easy_strerror(cc);
+        const char *d = op->errbuf[0] ? op->errbuf : CU.easy_strerror(cc);
         snprintf(msg, sizeof(msg), "%s", d);
         if (msg[0] >= 'A' && msg[0] <= 'Z')
             msg[0] = (char)(msg[0] - 'A' + 'a'); /* house style: lowercase messages */
@@ -1045,11 +1149,11 @@ static void check_multi_info(struct s3_store *st)
     CURLMsg *m;
     int left;
 
-    while (!st->closing && (m = curl_multi_info_read(st->multi, &left))) {
+    while (!st->closing && (m = CU.multi_info_read(st->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
         char *priv = NULL;
         CURLcode cc = m->data.result;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+        CU.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
         struct op *op = (struct op *)(void *)priv;
         if (op) request_done(op, cc); /* may free op, start requests, or close the store */
     }
@@ -1488,7 +1592,7 @@ static void store_destroy(struct s3_store *st)
              st->base.desc, (unsigned long long)st->nreq[K_GET],
              (unsigned long long)st->nreq[K_PUT], (unsigned long long)st->nreq[K_LIST],
              (unsigned long long)st->nreq[K_DELETE], (unsigned long long)st->nreq[K_POST]);
-    if (st->multi) curl_multi_cleanup(st->multi); /* closes connections: REMOVE for their sockets */
+    if (st->multi) CU.multi_cleanup(st->multi); /* closes connections: REMOVE for their sockets */
     while (st->socks)
         sockw_free(st, st->socks);
     ev_timer_stop(st->base.loop, &st->timer);
@@ -1627,7 +1731,7 @@ int lc_store_s3_open(const struct lc_replica_config *rc, struct ev_loop *loop,
     struct url_parts u;
     struct s3_store *st;
     const char *bucket, *endpoint, *region;
-    int path_style;
+    int path_style, rc2;
 
     *out = NULL;
     if (strncmp(rc->url, "s3://", 5) != 0)
@@ -1660,11 +1764,8 @@ int lc_store_s3_open(const struct lc_replica_config *rc, struct ev_loop *loop,
     if (!endpoint[0] && strchr(bucket, '.'))
         path_style = 1; /* a dotted bucket cannot match the *.s3 TLS certificate */
 
-    if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return lc_err_set(err, LC_EIO, "replica url %s: curl_global_init failed", rc->url);
-        curl_ready = 1;
-    }
+    if ((rc2 = libs_load(rc->url, err)))
+        return rc2;
     st = calloc(1, sizeof(*st));
     if (!st) return lc_err_set(err, LC_ENOMEM, "replica url %s: out of memory", rc->url);
     st->base.ops = &s3_ops;
@@ -1700,15 +1801,15 @@ int lc_store_s3_open(const struct lc_replica_config *rc, struct ev_loop *loop,
     }
     if (path_style) snprintf(st->bucket_path, sizeof(st->bucket_path), "/%s", bucket);
 
-    st->multi = curl_multi_init();
+    st->multi = CU.multi_init();
     if (!st->multi) {
         free(st);
         return lc_err_set(err, LC_EIO, "replica url %s: curl_multi_init failed", rc->url);
     }
-    curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, multi_sock_cb);
-    curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, st);
-    curl_multi_setopt(st->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb);
-    curl_multi_setopt(st->multi, CURLMOPT_TIMERDATA, st);
+    CU.multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, multi_sock_cb);
+    CU.multi_setopt(st->multi, CURLMOPT_SOCKETDATA, st);
+    CU.multi_setopt(st->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb);
+    CU.multi_setopt(st->multi, CURLMOPT_TIMERDATA, st);
     ev_timer_init(&st->timer, curl_timeout_cb, 0., 0.);
     st->timer.data = st;
 
