@@ -15,9 +15,10 @@
 #define LC_METRICS_H
 
 #include "daemon.h"
+#include "listener.h"
 #include "util.h"
 
-#define LC_METRICS_MAX_CLIENTS 16     /* connections served at once; more are closed */
+#define LC_METRICS_MAX_CLIENTS LC_LISTENER_MAX_CONNS /* served at once; more are closed */
 #define LC_METRICS_REQ_MAX 8192       /* request line and headers */
 #define LC_METRICS_BODY_MAX (64u << 20) /* refuse to build a larger page */
 #define LC_METRICS_CLIENT_TIMEOUT_S 10.0

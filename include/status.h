@@ -20,9 +20,10 @@
 
 #include <stdint.h>
 #include "daemon.h"
+#include "listener.h"
 #include "util.h"
 
-#define LC_STATUS_MAX_CLIENTS 16
+#define LC_STATUS_MAX_CLIENTS LC_LISTENER_MAX_CONNS
 #define LC_STATUS_REQ_MAX 256
 #define LC_STATUS_BODY_MAX (16u << 20)
 #define LC_STATUS_CLIENT_TIMEOUT_S 10.0

@@ -5,12 +5,9 @@
  * moves underneath) plus a few stat() calls: the database, its -wal, and the shadow
  * WAL files of the current generation (at most LC_METRICS_SPOOL_SCAN_MAX of them).
  *
- * The server keeps its state in one static struct: the listening socket's ev_io, a
- * pause timer for when accept() runs out of descriptors, and a fixed array of client
- * slots. A client slot moves READ (collect the request up to the blank line) → WRITE
- * (send the response) → closed; its timer drops it after LC_METRICS_CLIENT_TIMEOUT_S
- * whatever state it is in. A connection beyond the slots is accepted and closed at
- * once, so the listener never spins. */
+ * The server is an lc_listener (src/listener.c): a request is complete at the blank line
+ * ending its headers; GET /metrics is answered with the page, anything else with 404,
+ * a malformed or oversized request with 400. */
 #include "metrics.h"
 
 #include <dirent.h>
@@ -26,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "listener.h"
 #include "log.h"
 #include "status.h"
 
@@ -353,59 +351,12 @@ int lc_metrics_format(const struct lc_daemon *d, struct lc_buf *out)
 
 /* ---- the HTTP server ---------------------------------------------------------------- */
 
-struct client {
-    int fd;                        /* -1 when the slot is free */
-    ev_io io;                      /* EV_READ while collecting, EV_WRITE while answering */
-    ev_timer timer;                /* drops a stalled connection */
-    char req[LC_METRICS_REQ_MAX];  /* the request so far */
-    size_t req_len;
-    struct lc_buf out;             /* the response */
-    size_t sent;                   /* bytes of out already sent */
-};
-
 static struct {
-    int running;
     struct lc_daemon *d;           /* borrowed */
-    struct ev_loop *loop;          /* borrowed: d->loop */
-    int fd;                        /* listening socket */
-    ev_io accept_io;
-    ev_timer pause;                /* accept() ran out of descriptors: wait, then resume */
-    int64_t last_warn_ns;          /* rate limit for accept warnings */
-    struct client clients[LC_METRICS_MAX_CLIENTS];
-} srv = {.fd = -1};
+    struct lc_listener l;
+} srv;
 
-static void client_close(struct client *c)
-{
-    if (c->fd < 0)
-        return;
-    ev_io_stop(srv.loop, &c->io);
-    ev_timer_stop(srv.loop, &c->timer);
-    close(c->fd);
-    c->fd = -1;
-    lc_buf_free(&c->out);
-    c->req_len = 0;
-    c->sent = 0;
-}
-
-static void client_write(struct client *c)
-{
-    while (c->sent < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return; /* the loop calls us again when there is room */
-            client_close(c);
-            return;
-        }
-        c->sent += (size_t)n;
-    }
-    (void)shutdown(c->fd, SHUT_WR);
-    client_close(c);
-}
-
-static void respond(struct client *c, int code, const char *reason, const char *ctype,
+static void respond(struct lc_conn *c, int code, const char *reason, const char *ctype,
                     const struct lc_buf *body)
 {
     size_t blen = body ? body->len : strlen(reason) + 1;
@@ -420,17 +371,14 @@ static void respond(struct client *c, int code, const char *reason, const char *
         rc = body ? lc_buf_append(&c->out, body->data, body->len)
                   : bprintf(&c->out, "%s\n", reason);
     if (rc) {
-        client_close(c);
+        lc_conn_close(c);
         return;
     }
-    ev_io_stop(srv.loop, &c->io);
-    ev_io_set(&c->io, c->fd, EV_WRITE);
-    ev_io_start(srv.loop, &c->io);
-    client_write(c);
+    lc_conn_reply(c);
 }
 
 /* The request is complete (headers ended): answer it. */
-static void handle(struct client *c)
+static void handle(struct lc_conn *c)
 {
     char *sp1, *sp2;
     char *eol = memchr(c->req, '\n', c->req_len);
@@ -464,7 +412,7 @@ static void handle(struct client *c)
     respond(c, 404, "Not Found", "text/plain; charset=utf-8", NULL);
 }
 
-static int headers_done(const struct client *c)
+static int headers_done(const struct lc_conn *c)
 {
     for (size_t i = 1; i < c->req_len; i++) {
         if (c->req[i] != '\n')
@@ -475,95 +423,22 @@ static int headers_done(const struct client *c)
     return 0;
 }
 
-static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+static int on_request(struct lc_conn *c, enum lc_conn_event ev)
 {
-    struct client *c = w->data;
-    (void)loop;
-
-    if (revents & EV_WRITE) {
-        client_write(c);
-        return;
+    switch (ev) {
+    case LC_CONN_DATA:
+        if (!headers_done(c))
+            return 0;
+        handle(c);
+        return 1;
+    case LC_CONN_FULL:
+        respond(c, 400, "Bad Request", "text/plain; charset=utf-8", NULL);
+        return 1;
+    case LC_CONN_EOF: /* the peer gave up before finishing its request */
+        break;
     }
-    for (;;) {
-        if (c->req_len == sizeof(c->req)) {
-            respond(c, 400, "Bad Request", "text/plain; charset=utf-8", NULL);
-            return;
-        }
-        ssize_t n = recv(c->fd, c->req + c->req_len, sizeof(c->req) - c->req_len, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                client_close(c);
-            return;
-        }
-        if (n == 0) { /* the peer gave up before finishing its request */
-            client_close(c);
-            return;
-        }
-        c->req_len += (size_t)n;
-        if (headers_done(c)) {
-            handle(c);
-            return;
-        }
-    }
-}
-
-static void on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    client_close(w->data);
-}
-
-static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)w;
-    (void)revents;
-    ev_io_start(loop, &srv.accept_io);
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)w;
-    (void)revents;
-    for (int k = 0; k < 64; k++) { /* bounded work per wake-up */
-        int fd = accept4(srv.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* out of descriptors or memory: the listener would stay readable and spin */
-            int64_t now = lc_now_mono_ns();
-            if (now - srv.last_warn_ns > 60 * (int64_t)1000000000) {
-                lc_warn("metrics: accept failed; pausing 1s", "error=\"%s\"", strerror(errno));
-                srv.last_warn_ns = now;
-            }
-            ev_io_stop(loop, &srv.accept_io);
-            ev_timer_set(&srv.pause, 1.0, 0.0);
-            ev_timer_start(loop, &srv.pause);
-            return;
-        }
-        struct client *c = NULL;
-        for (size_t i = 0; i < LC_METRICS_MAX_CLIENTS && !c; i++)
-            if (srv.clients[i].fd < 0)
-                c = &srv.clients[i];
-        if (!c) { /* every slot busy: refuse rather than queue without bound */
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->req_len = 0;
-        c->sent = 0;
-        memset(&c->out, 0, sizeof(c->out));
-        ev_io_init(&c->io, on_client, fd, EV_READ);
-        c->io.data = c;
-        ev_timer_init(&c->timer, on_client_timeout, LC_METRICS_CLIENT_TIMEOUT_S, 0.0);
-        c->timer.data = c;
-        ev_io_start(loop, &c->io);
-        ev_timer_start(loop, &c->timer);
-    }
+    lc_conn_close(c);
+    return 1;
 }
 
 /* Split "host:port", "[v6]:port" or ":port" into host (empty: any) and port. */
@@ -595,7 +470,7 @@ int lc_metrics_server_start(struct lc_daemon *d, const char *addr, struct lc_err
     char host[256], port[16];
     int fd = -1, rc, gai, saved = 0;
 
-    if (srv.running)
+    if (srv.l.running)
         return lc_err_set(err, LC_EINVAL, "metrics server already running");
     if ((rc = split_addr(addr, host, sizeof(host), port, sizeof(port), err)))
         return rc;
@@ -627,30 +502,17 @@ int lc_metrics_server_start(struct lc_daemon *d, const char *addr, struct lc_err
                           strerror(saved ? saved : EADDRNOTAVAIL));
 
     srv.d = d;
-    srv.loop = d->loop;
-    srv.fd = fd;
-    srv.last_warn_ns = 0;
-    for (size_t i = 0; i < LC_METRICS_MAX_CLIENTS; i++)
-        srv.clients[i].fd = -1;
-    ev_io_init(&srv.accept_io, on_accept, fd, EV_READ);
-    ev_timer_init(&srv.pause, on_pause_end, 1.0, 0.0);
-    ev_io_start(srv.loop, &srv.accept_io);
-    srv.running = 1;
+    srv.l.name = "metrics";
+    srv.l.on_request = on_request;
+    srv.l.req_max = LC_METRICS_REQ_MAX;
+    srv.l.timeout_s = LC_METRICS_CLIENT_TIMEOUT_S;
+    lc_listener_start(&srv.l, d->loop, fd);
     lc_info("metrics: listening", "addr=%s url=http://%s/metrics", addr, addr);
     return 0;
 }
 
 void lc_metrics_server_stop(void)
 {
-    if (!srv.running)
-        return;
-    for (size_t i = 0; i < LC_METRICS_MAX_CLIENTS; i++)
-        client_close(&srv.clients[i]);
-    ev_io_stop(srv.loop, &srv.accept_io);
-    ev_timer_stop(srv.loop, &srv.pause);
-    close(srv.fd);
-    srv.fd = -1;
+    lc_listener_stop(&srv.l);
     srv.d = NULL;
-    srv.loop = NULL;
-    srv.running = 0;
 }

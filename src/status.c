@@ -8,9 +8,8 @@
  * one line and the summary is always the last line; JSON escapes them and replaces
  * invalid UTF-8 with U+FFFD, so the document is always valid.
  *
- * The server mirrors the metrics server: one static struct, a non-blocking listener, a
- * fixed array of client slots (READ one line → WRITE the report → close), a timer per
- * client, connections beyond the slots closed at once. */
+ * The server is an lc_listener (src/listener.c) on a 0600 UNIX socket: one request line
+ * ("status" or "status json") → the report → close. */
 #include "status.h"
 
 #include <errno.h>
@@ -23,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "listener.h"
 #include "log.h"
 
 /* ---- the report --------------------------------------------------------------------- */
@@ -388,62 +388,16 @@ int lc_status_format(const struct lc_daemon *d, int json, struct lc_buf *out)
 
 /* ---- the UNIX-socket server --------------------------------------------------------- */
 
-struct client {
-    int fd;                      /* -1 when the slot is free */
-    ev_io io;                    /* EV_READ for the request, EV_WRITE for the report */
-    ev_timer timer;              /* drops a stalled connection */
-    char req[LC_STATUS_REQ_MAX]; /* the request line so far */
-    size_t req_len;
-    struct lc_buf out;           /* the report */
-    size_t sent;
-};
-
 static struct {
-    int running;
     struct lc_daemon *d;         /* borrowed */
-    struct ev_loop *loop;        /* borrowed: d->loop */
-    int fd;                      /* listening socket */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t dev;                   /* identity of our socket file, to remove only ours */
     ino_t ino;
-    ev_io accept_io;
-    ev_timer pause;              /* accept() ran out of descriptors: wait, then resume */
-    int64_t last_warn_ns;
-    struct client clients[LC_STATUS_MAX_CLIENTS];
-} srv = {.fd = -1};
-
-static void client_close(struct client *c)
-{
-    if (c->fd < 0)
-        return;
-    ev_io_stop(srv.loop, &c->io);
-    ev_timer_stop(srv.loop, &c->timer);
-    close(c->fd);
-    c->fd = -1;
-    lc_buf_free(&c->out);
-    c->req_len = 0;
-    c->sent = 0;
-}
-
-static void client_write(struct client *c)
-{
-    while (c->sent < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            client_close(c);
-            return;
-        }
-        c->sent += (size_t)n;
-    }
-    client_close(c);
-}
+    struct lc_listener l;
+} srv;
 
 /* The request line is complete (or the peer ended its input): answer it. */
-static void handle(struct client *c)
+static void handle(struct lc_conn *c)
 {
     size_t n = c->req_len;
     int rc;
@@ -460,111 +414,35 @@ static void handle(struct client *c)
     if (rc) {
         c->out.len = 0;
         if (lc_buf_append(&c->out, "error: report too large\n", 24)) {
-            client_close(c);
+            lc_conn_close(c);
             return;
         }
     }
-    ev_io_stop(srv.loop, &c->io);
-    ev_io_set(&c->io, c->fd, EV_WRITE);
-    ev_io_start(srv.loop, &c->io);
-    client_write(c);
+    lc_conn_reply(c);
 }
 
-static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+static int on_request(struct lc_conn *c, enum lc_conn_event ev)
 {
-    struct client *c = w->data;
-    (void)loop;
+    char *nl;
 
-    if (revents & EV_WRITE) {
-        client_write(c);
-        return;
-    }
-    for (;;) {
-        if (c->req_len == sizeof(c->req)) { /* no newline within the bound */
-            c->req_len = 0;
-            handle(c);
-            return;
-        }
-        ssize_t n = recv(c->fd, c->req + c->req_len, sizeof(c->req) - c->req_len, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                client_close(c);
-            return;
-        }
-        if (n == 0) { /* end of input ends the request too */
-            if (c->req_len)
-                handle(c);
-            else
-                client_close(c);
-            return;
-        }
-        size_t old = c->req_len;
-        c->req_len += (size_t)n;
-        char *nl = memchr(c->req + old, '\n', (size_t)n);
-        if (nl) {
-            c->req_len = (size_t)(nl - c->req) + 1;
-            handle(c);
-            return;
-        }
-    }
-}
-
-static void on_client_timeout(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    client_close(w->data);
-}
-
-static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)w;
-    (void)revents;
-    ev_io_start(loop, &srv.accept_io);
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)w;
-    (void)revents;
-    for (int k = 0; k < 64; k++) { /* bounded work per wake-up */
-        int fd = accept4(srv.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            int64_t now = lc_now_mono_ns();
-            if (now - srv.last_warn_ns > 60 * (int64_t)1000000000) {
-                lc_warn("status: accept failed; pausing 1s", "error=\"%s\"", strerror(errno));
-                srv.last_warn_ns = now;
-            }
-            ev_io_stop(loop, &srv.accept_io);
-            ev_timer_set(&srv.pause, 1.0, 0.0);
-            ev_timer_start(loop, &srv.pause);
-            return;
-        }
-        struct client *c = NULL;
-        for (size_t i = 0; i < LC_STATUS_MAX_CLIENTS && !c; i++)
-            if (srv.clients[i].fd < 0)
-                c = &srv.clients[i];
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
+    switch (ev) {
+    case LC_CONN_DATA:
+        if (!(nl = memchr(c->req, '\n', c->req_len)))
+            return 0;
+        c->req_len = (size_t)(nl - c->req) + 1;
+        break;
+    case LC_CONN_FULL: /* no newline within the bound */
         c->req_len = 0;
-        c->sent = 0;
-        memset(&c->out, 0, sizeof(c->out));
-        ev_io_init(&c->io, on_client, fd, EV_READ);
-        c->io.data = c;
-        ev_timer_init(&c->timer, on_client_timeout, LC_STATUS_CLIENT_TIMEOUT_S, 0.0);
-        c->timer.data = c;
-        ev_io_start(loop, &c->io);
-        ev_timer_start(loop, &c->timer);
+        break;
+    case LC_CONN_EOF: /* end of input ends the request too */
+        if (!c->req_len) {
+            lc_conn_close(c);
+            return 1;
+        }
+        break;
     }
+    handle(c);
+    return 1;
 }
 
 /* An existing file at the socket path: a socket nobody listens on is stale and goes;
@@ -608,7 +486,7 @@ int lc_status_server_start(struct lc_daemon *d, const char *path, struct lc_erro
     size_t n = strlen(path);
     int fd, rc;
 
-    if (srv.running)
+    if (srv.l.running)
         return lc_err_set(err, LC_EINVAL, "status server already running");
     if (n == 0 || n >= sizeof(sa.sun_path))
         return lc_err_set(err, LC_EINVAL, "status socket %s: path empty or too long", path);
@@ -637,18 +515,14 @@ int lc_status_server_start(struct lc_daemon *d, const char *path, struct lc_erro
     }
 
     srv.d = d;
-    srv.loop = d->loop;
-    srv.fd = fd;
     memcpy(srv.path, path, n + 1);
     srv.dev = st.st_dev;
     srv.ino = st.st_ino;
-    srv.last_warn_ns = 0;
-    for (size_t i = 0; i < LC_STATUS_MAX_CLIENTS; i++)
-        srv.clients[i].fd = -1;
-    ev_io_init(&srv.accept_io, on_accept, fd, EV_READ);
-    ev_timer_init(&srv.pause, on_pause_end, 1.0, 0.0);
-    ev_io_start(srv.loop, &srv.accept_io);
-    srv.running = 1;
+    srv.l.name = "status";
+    srv.l.on_request = on_request;
+    srv.l.req_max = LC_STATUS_REQ_MAX;
+    srv.l.timeout_s = LC_STATUS_CLIENT_TIMEOUT_S;
+    lc_listener_start(&srv.l, d->loop, fd);
     lc_info("status: listening", "path=\"%s\"", path);
     return 0;
 }
@@ -657,20 +531,13 @@ void lc_status_server_stop(void)
 {
     struct stat st;
 
-    if (!srv.running)
+    if (!srv.l.running)
         return;
-    for (size_t i = 0; i < LC_STATUS_MAX_CLIENTS; i++)
-        client_close(&srv.clients[i]);
-    ev_io_stop(srv.loop, &srv.accept_io);
-    ev_timer_stop(srv.loop, &srv.pause);
-    close(srv.fd);
+    lc_listener_stop(&srv.l);
     /* remove the file only if it is still ours (a successor may have replaced it) */
     if (lstat(srv.path, &st) == 0 && st.st_dev == srv.dev && st.st_ino == srv.ino &&
         unlink(srv.path) != 0 && errno != ENOENT)
         lc_warn("status: remove socket failed", "path=\"%s\" error=\"%s\"", srv.path,
                 strerror(errno));
-    srv.fd = -1;
     srv.d = NULL;
-    srv.loop = NULL;
-    srv.running = 0;
 }
