@@ -8,8 +8,10 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 tool=${LC_STORETOOL:-$top/build/tools/lc-storetool}
 server=$top/scripts/s3-server
-RGW_PORT=${LC_TEST_RGW_PORT:-17480}
-export MON_PORT=${LC_TEST_MON_PORT:-16789}
+ports=$("$server" free-ports 3) || { echo "Bail out! no free ports"; exit 1; }
+read -r free_rgw free_mon CLOSED_PORT <<< "$ports"
+RGW_PORT=${LC_TEST_RGW_PORT:-$free_rgw}
+export MON_PORT=${LC_TEST_MON_PORT:-$free_mon}
 KEY=litecast-test
 SECRET=litecast-test-secret-0123456789
 EP=http://127.0.0.1:$RGW_PORT
@@ -178,8 +180,11 @@ check "an unknown access key fails with 403 InvalidAccessKeyId" t_akid
 
 # closed port: retried with backoff (8 attempts), then a clear error, in bounded time
 t_closed() {
-    local port=17999 t0 t1 out
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && port=17998
+    local port=$CLOSED_PORT t0 t1 out
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "# port $port is no longer closed" >&2
+        return 1
+    fi
     t0=$(date +%s%N)
     out=$("$tool" --endpoint "http://127.0.0.1:$port" --access-key "$KEY" --secret "$SECRET" \
         "$U" put gen/x "$tmp/small" 2>&1)

@@ -8,9 +8,10 @@
 # request count of an idle minute (zero PUTs, zero LISTs).
 . "$(dirname "$0")/lib.sh"
 
-RGW_PORT=${LC_TEST_RGW_PORT41:-17580}
-export MON_PORT=${LC_TEST_MON_PORT41:-16889}
 SERVER=$ROOT/scripts/s3-server
+ports=$("$SERVER" free-ports 2) || { echo "Bail out! no free ports"; exit 1; }
+RGW_PORT=${LC_TEST_RGW_PORT41:-${ports% *}}
+export MON_PORT=${LC_TEST_MON_PORT41:-${ports#* }}
 S3DIR=$T/s3
 KEY=litecast-test
 SECRET=litecast-test-secret-0123456789
