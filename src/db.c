@@ -483,9 +483,10 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
     return 0;
 }
 
-static int checkpoint(struct lc_db *db, int force_ms, struct lc_error *err)
+/* *changed is set when frames were copied into the shadow on the way. */
+static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_error *err)
 {
-    int nlog = 0, nckpt = 0, full = 0, rc, changed = 0;
+    int nlog = 0, nckpt = 0, full = 0, rc;
     uint64_t orig;
     uint8_t hdr[LC_WAL_HDR_SIZE];
 
@@ -512,7 +513,7 @@ static int checkpoint(struct lc_db *db, int force_ms, struct lc_error *err)
                                : "wal restarted by another process during checkpoint";
         goto out;
     }
-    if ((rc = capture(db, &orig, &changed, err)) < 0)
+    if ((rc = capture(db, &orig, changed, err)) < 0)
         goto out;
 
     /* 3. back-fill the tail; a forced checkpoint waits a bounded time for readers */
@@ -681,7 +682,7 @@ int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
     int ck = db->snapshot_busy ? 0 : checkpoint_policy(db, orig_wal);
     if (ck && lc_now_mono_ns() - db->ckpt_fail_ns > RETRY_CHECKPOINT_NS) {
         struct lc_error e2 = {0};
-        rc = checkpoint(db, ck - 1, &e2);
+        rc = checkpoint(db, ck - 1, &changed, &e2);
         if (rc < 0) {
             db->ckpt_fail_ns = lc_now_mono_ns();
             if (rc != LC_EBUSY)
