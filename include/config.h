@@ -58,7 +58,7 @@ struct lc_db_config {
 struct lc_config {
     char path[LC_PATH_MAX];         /* file it was loaded from ("" for ad hoc) */
     int64_t debounce_ns;            /* default 1ms */
-    int64_t max_delay_ns;           /* default 20ms */
+    int64_t max_delay_ns;           /* default 5ms */
     int64_t fallback_interval_ns;   /* default 1s */
     int64_t shutdown_timeout_ns;    /* default 10s */
     enum lc_log_level log_level;    /* default info */

@@ -567,7 +567,7 @@ void lc_config_defaults(struct lc_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->debounce_ns = 1 * NS_PER_MS;
-    cfg->max_delay_ns = 20 * NS_PER_MS;
+    cfg->max_delay_ns = 5 * NS_PER_MS;
     cfg->fallback_interval_ns = 1 * NS_PER_S;
     cfg->shutdown_timeout_ns = 10 * NS_PER_S;
     cfg->log_level = LC_LOG_INFO;

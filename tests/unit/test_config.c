@@ -218,7 +218,7 @@ static void test_defaults(void **state)
                                            &err),
                      0);
     assert_int_equal(cfg.debounce_ns, 1 * MS);
-    assert_int_equal(cfg.max_delay_ns, 20 * MS);
+    assert_int_equal(cfg.max_delay_ns, 5 * MS);
     assert_int_equal(cfg.fallback_interval_ns, 1 * SEC);
     assert_int_equal(cfg.shutdown_timeout_ns, 10 * SEC);
     assert_int_equal(cfg.log_level, LC_LOG_INFO);
@@ -325,7 +325,7 @@ static void test_env_expansion(void **state)
     unsetenv("LC_T_UNSET");
     assert_int_equal(lc_config_load_string(&cfg, "x.ini",
                                            "[litecast]\n"
-                                           "debounce = 7${LC_T_UNIT}\n"
+                                           "debounce = 3${LC_T_UNIT}\n"
                                            "status-socket = ${LC_T_DIR}/$x$${LC_T_UNSET}$\n"
                                            "metrics-addr = ${LC_T_UNSET}\n"
                                            "[db a]\n"
@@ -333,7 +333,7 @@ static void test_env_expansion(void **state)
                                            "meta-dir = /m/${LC_T_NESTED}\n",
                                            &err),
                      0);
-    assert_int_equal(cfg.debounce_ns, 7 * MS);
+    assert_int_equal(cfg.debounce_ns, 3 * MS);
     assert_string_equal(cfg.status_socket, "/srv/data/$x$$");
     assert_string_equal(cfg.metrics_addr, "");
     assert_string_equal(cfg.dbs[0].path, "/srv/data/srv/data/a.db");
