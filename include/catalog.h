@@ -29,7 +29,6 @@ struct lc_gen_info {
     struct lc_seg_info *segs;  /* sorted by (index, offset); owned */
     size_t nsegs;
     int64_t start_ns, end_ns;  /* min/max CreatedAt over snapshots and segments; 0 if empty */
-    int64_t listed_ns;         /* wall time just before the listing began; 0 if unknown */
 };
 
 /* List one generation's snapshots and segments (names that do not parse are ignored). */

@@ -5,7 +5,9 @@
  *   plan    pick the snapshot and the WAL segments to replay, checking that every
  *           index starts at offset 0 and that no index is missing (no downloads);
  *   apply   download (up to `parallelism` gets in flight), verify and replay into
- *           OUT.tmp, then fsync and rename it to OUT. Offsets must be contiguous,
+ *           OUT.tmp, then fsync and rename it to OUT. Offsets must be contiguous (a
+ *           gap whose missing segment a new listing shows was a listing race: the
+ *           restore ends before it, at a commit, with a warning),
  *           salts and checksum chains unbroken and each index must end on a commit
  *           frame; any failure names the object and leaves nothing at OUT. */
 #ifndef LC_RESTORE_H
@@ -41,9 +43,6 @@ struct lc_restore_plan {
     size_t nsegs;              /* 0: snapshot-only restore */
     uint32_t min_index;        /* first WAL index replayed (= snap.index) when nsegs > 0 */
     uint32_t max_index;        /* last WAL index replayed when nsegs > 0 */
-    int64_t live_ns;           /* objects this new or newer may have been written while the
-                                * replica was listed (a hole before them is not damage);
-                                * 0: none */
 };
 
 /* Pick, among stores[0..n), the generation with the latest end time that can satisfy o
@@ -54,16 +53,20 @@ int lc_restore_choose(struct lc_store *const *stores, size_t n, const struct lc_
                       size_t *which, struct lc_gen_info *gen, struct lc_error *err);
 
 /* Plan a restore of generation g (no I/O). Errors: "no snapshots available",
- * "missing initial wal segment: <key>", "missing wal index: <gen>/%08x".
- * A hole followed only by objects written while the replica was being listed (a live
- * replica) is not an error: the plan stops before it, with a warning. */
+ * "missing initial wal segment: <key>", "missing wal index: <gen>/%08x". */
 int lc_restore_plan(const struct lc_gen_info *g, const struct lc_restore_opts *o,
                     struct lc_restore_plan *plan, struct lc_error *err);
 void lc_restore_plan_free(struct lc_restore_plan *plan);
 
-/* 1 when plan->segs[from..] is non-empty and every one of them is at least
- * plan->live_ns new: a hole at `from` may be an artefact of listing a live replica. */
-int lc_restore_live_tail(const struct lc_restore_plan *plan, size_t from);
+/* lc_restore_plan, for a replica that may be written while it is read. A listing is not a
+ * snapshot: a directory read (or a paginated LIST) racing the writer can return a later
+ * segment and miss an earlier one renamed in meanwhile. On a hole, g is listed again from
+ * st (up to LC_RESTORE_RELISTS times, 50 ms apart): a hole the new listing fills was such
+ * a race and the new listing is planned (g is replaced); the same hole twice is damage. */
+#define LC_RESTORE_RELISTS 3
+int lc_restore_plan_live(struct lc_store *st, struct lc_gen_info *g,
+                         const struct lc_restore_opts *o, struct lc_restore_plan *plan,
+                         struct lc_error *err);
 
 /* Execute plan from st into o->output. On failure nothing is left at OUT or OUT.tmp*. */
 int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,

@@ -6,12 +6,7 @@
  *
  * Names that do not parse are ignored, as Litestream ignores them. Snapshots come
  * out sorted by index, segments by (index, offset), whatever order the store lists
- * in; a generation's time bounds are the min/max object time over both.
- *
- * A listing is not a snapshot of the replica: a directory read (or a paginated LIST)
- * that runs while objects are being added may return a later object and miss an
- * earlier one created during the read. listed_ns records when the listing began, so
- * restore can tell such a hole (everything after it is newer) from a real one. */
+ * in; a generation's time bounds are the min/max object time over both. */
 #include "catalog.h"
 
 #include <stdlib.h>
@@ -54,7 +49,6 @@ int lc_catalog_generation(struct lc_store *st, const char *gen, struct lc_gen_in
         return lc_err_set(err, LC_EINVAL, "invalid generation name: %s", gen);
     memcpy(out->id, gen, LC_GEN_LEN);
     out->id[LC_GEN_LEN] = '\0';
-    out->listed_ns = lc_now_wall_ns();
 
     if ((rc = lc_seg_snapshots_prefix(prefix, sizeof(prefix), gen)))
         return lc_err_set(err, rc, "generation %s: key too long", gen);

@@ -248,7 +248,7 @@ int lc_cmd_restore(int argc, char **argv)
     }
     if (rc)
         goto fail;
-    if (lc_restore_plan(&gen, &o, &plan, &err))
+    if (lc_restore_plan_live(stores[which], &gen, &o, &plan, &err))
         goto fail;
     lc_info("restoring from replica", "replica=%s generation=%s index=%08x output=\"%s\"",
             t.replicas[which].name, plan.gen, plan.snap.index, output);

@@ -45,10 +45,9 @@
 #define PAR_MAX 64                       /* upper bound on gets in flight */
 #define RETRY_DELAY_NS 200000000LL       /* times the attempt number */
 #define TMP_PATH_MAX (LC_PATH_MAX + 16)
-/* Object times are a file's mtime (written before its fsync and rename) or S3's
- * LastModified (whole seconds): an object that appeared during a listing can carry a
- * time up to this much before the listing began. */
-#define LIVE_SLACK_NS (5 * 1000000000LL)
+#define RELIST_DELAY_NS 50000000LL       /* between listings of a replica seen changing */
+
+static void sleep_until(int64_t mono_ns);
 
 void lc_restore_opts_init(struct lc_restore_opts *o)
 {
@@ -177,32 +176,21 @@ int lc_restore_plan(const struct lc_gen_info *g, const struct lc_restore_opts *o
         plan->segs[plan->nsegs++] = *s;
     }
 
-    if (g->listed_ns > LIVE_SLACK_NS)
-        plan->live_ns = g->listed_ns - LIVE_SLACK_NS;
-
     uint64_t want = snap->index;
     for (size_t i = 0; i < plan->nsegs; i++) {
         const struct lc_seg_info *s = &plan->segs[i];
         if (i > 0 && s->index == plan->segs[i - 1].index)
             continue;
-        if (s->index == want && s->offset == 0) {
-            want = (uint64_t)s->index + 1;
-            continue;
-        }
-        if (lc_restore_live_tail(plan, i)) {
-            seg_key(g->id, s, key, sizeof(key));
-            lc_warn("replica was written while listed: restoring up to the hole before",
-                    "key=%s", key);
-            plan->nsegs = i;
-            break;
-        }
         if (s->index != want) {
             lc_err_set(err, LC_ENOTFOUND, "missing wal index: %s/%08" PRIx64, g->id, want);
             goto fail;
         }
-        seg_key(g->id, s, key, sizeof(key));
-        lc_err_set(err, LC_ENOTFOUND, "missing initial wal segment: %s", key);
-        goto fail;
+        if (s->offset != 0) {
+            seg_key(g->id, s, key, sizeof(key));
+            lc_err_set(err, LC_ENOTFOUND, "missing initial wal segment: %s", key);
+            goto fail;
+        }
+        want = (uint64_t)s->index + 1;
     }
     if (plan->nsegs)
         plan->max_index = plan->segs[plan->nsegs - 1].index;
@@ -213,14 +201,30 @@ fail:
     return err->code;
 }
 
-int lc_restore_live_tail(const struct lc_restore_plan *plan, size_t from)
+int lc_restore_plan_live(struct lc_store *st, struct lc_gen_info *g,
+                         const struct lc_restore_opts *o, struct lc_restore_plan *plan,
+                         struct lc_error *err)
 {
-    if (plan->live_ns <= 0)
-        return 0;
-    for (size_t i = from; i < plan->nsegs; i++)
-        if (plan->segs[i].mtime_ns < plan->live_ns)
-            return 0;
-    return from < plan->nsegs;
+    char prev[LC_ERR_LEN];
+    int rc = lc_restore_plan(g, o, plan, err);
+
+    for (int i = 0; i < LC_RESTORE_RELISTS && rc == LC_ENOTFOUND &&
+                    strncmp(err->msg, "missing ", 8) == 0;
+         i++) {
+        struct lc_gen_info g2;
+        snprintf(prev, sizeof(prev), "%s", err->msg);
+        sleep_until(lc_now_mono_ns() + RELIST_DELAY_NS);
+        if ((rc = lc_catalog_generation(st, g->id, &g2, err)))
+            return rc;
+        rc = lc_restore_plan(&g2, o, plan, err);
+        lc_gen_info_clear(g);
+        *g = g2;
+        if (rc == 0)
+            lc_warn("replica changed while it was listed; listed again", "first=\"%s\"", prev);
+        else if (strcmp(prev, err->msg) == 0)
+            break; /* the same hole twice: damage */
+    }
+    return rc;
 }
 
 void lc_restore_plan_free(struct lc_restore_plan *plan)
@@ -856,6 +860,21 @@ static int index_end(struct apply *ap, struct walw *w, const char *key, struct l
     return 0;
 }
 
+/* Does a listing taken now show segment (index, offset) of the plan's generation? */
+static int listed_now(struct apply *ap, uint32_t index, uint64_t offset)
+{
+    struct lc_gen_info g;
+    struct lc_error e = {0};
+    int found = 0;
+
+    if (lc_catalog_generation(ap->st, ap->plan->gen, &g, &e))
+        return 0;
+    for (size_t i = 0; i < g.nsegs && !found; i++)
+        found = g.segs[i].index == index && g.segs[i].offset == offset;
+    lc_gen_info_clear(&g);
+    return found;
+}
+
 static int restore_wal(struct apply *ap, struct lc_error *err)
 {
     const struct lc_restore_plan *plan = ap->plan;
@@ -906,9 +925,9 @@ static int restore_wal(struct apply *ap, struct lc_error *err)
         /* JOB_DONE: apply in order */
         const struct lc_seg_info *seg = j->seg;
         int first = next_apply == 0 || plan->segs[next_apply - 1].index != seg->index;
-        if (!first && (uint64_t)seg->offset != w.pos && lc_restore_live_tail(plan, next_apply)) {
-            /* a segment written while the replica was listed is missing: end here */
-            lc_warn("replica was written while listed: restoring up to the hole before",
+        if (!first && (uint64_t)seg->offset != w.pos && listed_now(ap, seg->index, w.pos)) {
+            /* the segment that fills the gap exists now: the listing raced the writer */
+            lc_warn("replica changed while it was listed: restoring up to the gap",
                     "key=%s expected_offset=%" PRIu64, j->key, w.pos);
             job_release(j);
             rc = index_end(ap, &w, key, err);
@@ -1107,7 +1126,7 @@ int lc_restore(struct lc_store *const *stores, size_t n, const struct lc_restore
         return rc;
     if (which)
         *which = w;
-    rc = lc_restore_plan(&gen, o, &plan, err);
+    rc = lc_restore_plan_live(stores[w], &gen, o, &plan, err);
     if (rc == 0) {
         lc_info("restoring from replica", "replica=\"%s\" generation=%s", stores[w]->desc,
                 plan.gen);
