@@ -372,8 +372,8 @@ int lc_lz4_compress(const void *in, size_t n, struct lc_buf *out, struct lc_erro
 struct lc_lz4_dec {
     LZ4F_dctx *dctx;  /* liblz4 decompression context */
     uint8_t *scratch; /* DEC_SCRATCH bytes: liblz4 writes here, we append to out */
-    uint8_t magic[4]; /* the frame's first bytes, checked before liblz4 sees them */
-    size_t seen;      /* bytes of magic[] filled, at most 4 */
+    uint8_t magic[5]; /* the frame's magic, checked before liblz4 sees it, and FLG */
+    size_t seen;      /* bytes of magic[] filled, at most 5 */
     int done;         /* the frame has ended: further input is trailing garbage */
     int failed;       /* an error left the context undefined until a reset */
 };
@@ -396,9 +396,23 @@ int lc_lz4_dec_new(struct lc_lz4_dec **out, struct lc_error *err)
     return 0;
 }
 
+/* liblz4 1.9.4's reset rewinds the stage but not the remaining content size of a frame
+ * that declared one (FLG bit 3) and never ended, so a valid frame decoded next could fail
+ * with "content size mismatch". Such a context is replaced; every other one is reused
+ * (a fresh context reallocates liblz4's block buffers). */
 void lc_lz4_dec_reset(struct lc_lz4_dec *d)
 {
-    LZ4F_resetDecompressionContext(d->dctx);
+    if (!d->done && d->seen == sizeof(d->magic) && (d->magic[4] & 0x08)) {
+        LZ4F_dctx *fresh = NULL;
+        if (LZ4F_isError(LZ4F_createDecompressionContext(&fresh, LZ4F_VERSION))) {
+            d->failed = 1; /* the next update refuses; the old context stays freeable */
+            return;
+        }
+        LZ4F_freeDecompressionContext(d->dctx);
+        d->dctx = fresh;
+    } else {
+        LZ4F_resetDecompressionContext(d->dctx);
+    }
     d->seen = 0;
     d->done = 0;
     d->failed = 0;
@@ -417,18 +431,19 @@ static int dec_magic(struct lc_lz4_dec *d, const uint8_t *p, size_t n, struct lc
     char what[64];
     size_t k = 0, w;
 
-    while (d->seen < 4 && k < n)
+    while (d->seen < sizeof(d->magic) && k < n)
         d->magic[d->seen++] = p[k++];
-    if (k == 0 || memcmp(d->magic, lz4_magic, d->seen) == 0)
+    size_t m4 = d->seen < 4 ? d->seen : 4;
+    if (k == 0 || memcmp(d->magic, lz4_magic, m4) == 0)
         return 0;
-    if (d->seen == 4) {
+    if (m4 == 4) {
         uint32_t m = (uint32_t)d->magic[0] | (uint32_t)d->magic[1] << 8 |
                      (uint32_t)d->magic[2] << 16 | (uint32_t)d->magic[3] << 24;
         snprintf(what, sizeof(what), "bad magic 0x%08x", (unsigned)m);
     } else {
         /* fewer than 4 bytes so far, and already wrong: show them in file order */
         w = (size_t)snprintf(what, sizeof(what), "bad magic, starts");
-        for (size_t i = 0; i < d->seen && w < sizeof(what); i++)
+        for (size_t i = 0; i < m4 && w < sizeof(what); i++)
             w += (size_t)snprintf(what + w, sizeof(what) - w, " %02x", d->magic[i]);
     }
     return dec_fail(d, err, LC_ECORRUPT, what);

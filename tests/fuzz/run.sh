@@ -4,6 +4,9 @@
 # one. Work, log and any crashing input go to build/fuzz/run/NAME/. One line per target;
 # on a finding, the end of the log and how to reproduce. Exit 1 if any target failed.
 #
+# FUZZ_SEED=N fixes libFuzzer's seed (make check uses one, so a run there explores the same
+# inputs each time and a finding reproduces; make fuzz leaves it random).
+#
 # Limits: 10 s per input (a hang is a finding), 1 GiB RSS, and no single allocation above
 # 256 MiB (an allocation sized by untrusted input is a finding).
 set -u
@@ -22,6 +25,9 @@ for bin in "$@"; do
     seeds=$(ls "$work/corpus" | wc -l)
     set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 \
         -print_final_stats=1 -artifact_prefix="$work/artifacts/"
+    if [ -n "${FUZZ_SEED:-}" ]; then
+        set -- "$@" -seed="$FUZZ_SEED"
+    fi
     if [ -f "$root/tests/fuzz/$name.dict" ]; then
         set -- "$@" -dict="$root/tests/fuzz/$name.dict"
     fi

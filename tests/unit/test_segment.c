@@ -548,6 +548,40 @@ static void test_lz4_truncated(void **state)
     free(t);
 }
 
+/* A frame that declares a content size and fails must not poison the decoder: after a
+ * reset, a valid frame decodes (liblz4 1.9.4 keeps the stale remaining size; found by
+ * fuzz_segment). */
+static void test_lz4_reset_after_sized_frame(void **state)
+{
+    static const uint8_t bad[] = {0x04, 0x22, 0x4d, 0x18, 0x69, 0x40, 0xa7, 0x74,
+                                  0x65, 0x6e, 0x74, 0x43, 0x68, 0x65, 0x63, 0x6b,
+                                  0x73, 0x75, 0x6d, 0x5f, 0x69, 0x6e, 0x76};
+    static const char msg[] = "after a sized frame";
+    struct lc_buf z = {0}, out = {0};
+    struct lc_error err = {0};
+    struct lc_lz4_dec *d;
+    int done = 0;
+
+    (void)state;
+    assert_int_equal(lc_lz4_compress(msg, sizeof(msg), &z, &err), 0);
+    assert_int_equal(lc_lz4_dec_new(&d, &err), 0);
+    for (size_t cut = 5; cut <= sizeof(bad); cut++) { /* failed, or stopped half-way */
+        lc_lz4_dec_reset(d);
+        out.len = 0;
+        (void)lc_lz4_dec_update(d, bad, cut, &out, &done, &err);
+        lc_lz4_dec_reset(d);
+        out.len = 0;
+        if (lc_lz4_dec_update(d, z.data, z.len, &out, &done, &err) != 0)
+            fail_msg("after %zu bytes of a sized frame: %s", cut, err.msg);
+        assert_true(done);
+        assert_int_equal(out.len, sizeof(msg));
+        assert_memory_equal(out.data, msg, sizeof(msg));
+    }
+    lc_lz4_dec_free(d);
+    lc_buf_free(&z);
+    lc_buf_free(&out);
+}
+
 /* Decode one whole frame with a reused decoder, as lc_lz4_decompress() would: a fresh
  * decoder per call makes liblz4 allocate its 4 MiB block buffers each time, which for
  * thousands of calls takes minutes under ASan. */
@@ -799,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_lz4_foreign_frames),
         cmocka_unit_test(test_lz4_streaming_decoder),
         cmocka_unit_test(test_lz4_truncated),
+        cmocka_unit_test(test_lz4_reset_after_sized_frame),
         cmocka_unit_test(test_lz4_corrupt_bytes),
         cmocka_unit_test(test_lz4_bad_magic),
         cmocka_unit_test(test_lz4_trailing_garbage),
