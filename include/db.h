@@ -64,6 +64,7 @@ struct lc_db {
     int64_t ckpt_fail_ns;        /* when a checkpoint last gave up (retry pacing) */
     int in_sync;                 /* lc_db_sync is running (guards nested loop runs) */
     int64_t busy_deadline_ns;    /* wconn's busy handler gives up at this time */
+    int64_t busy_spin_until_ns;  /* ... and yields rather than sleeps until this one */
     int64_t db_stamp[3];         /* database inode, size, mtime at the last full sync */
     int64_t wal_stamp[3];        /* -wal inode, size, mtime at the last full sync */
     char last_err[LC_ERR_LEN];   /* last sync error, "" when healthy */

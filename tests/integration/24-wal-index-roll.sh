@@ -22,15 +22,23 @@ CFG
 "$TOOLS/lc-writer" "$DB" --count 1 2>/dev/null
 start_bg daemon "$LITECAST" replicate -c "$T/lc.ini"
 wait_log daemon 'snapshot written' 5
-"$TOOLS/lc-writer" "$DB" --count 300 --min-bytes 500 --max-bytes 3000 --autocheckpoint 0 2>/dev/null
-t_is "$?" 0 "writer ok"
+# paced first: each sync then finds the index past the limit and a gap to roll it in
+"$TOOLS/lc-writer" "$DB" --count 300 --rate 300 --min-bytes 500 --max-bytes 3000 \
+    --autocheckpoint 0 2>/dev/null
+t_is "$?" 0 "paced writer ok"
+# then flat out: the restart must still happen between commits, keeping the index bounded
+"$TOOLS/lc-writer" "$DB" --count 3000 --min-bytes 500 --max-bytes 3000 --autocheckpoint 0 \
+    2>/dev/null
+t_is "$?" 0 "flat-out writer ok"
 sleep 1
 stop_bg daemon TERM
 W=$(echo "$REP"/generations/*/wal)
 n=$(ls "$W" | sed 's/_.*//' | sort -u | wc -l)
 t_ok "the index rolled on size alone ($n WAL indexes, page thresholds out of reach)" test "$n" -ge 5
-# the largest end stays near the limit: a writer running flat out adds what it commits
-# while the restart waits for the write lock (measured: under 1 MB), nothing like 4 GiB
+# the largest end stays near the limit: a writer running flat out (~100 MB/s of WAL here)
+# adds what it commits while the restart waits for the write lock. Measured: 1.2-1.5 MB
+# alone, up to 4.4 MB with the machine 4x oversubscribed; before busy_poll yielded
+# (20 us sleeps) the lock was lost for 100 ms at a time and one index reached 26 MB.
 max=0
 for f in "$W"/*.wal.lz4; do
     b=$(basename "$f"); off=$((16#$(echo "$b" | cut -c10-17)))
@@ -38,8 +46,8 @@ for f in "$W"/*.wal.lz4; do
     [ $((off + len)) -gt "$max" ] && max=$((off + len))
 done
 diag "largest index end $max bytes for max-wal-index-bytes $LIMIT"
-t_ok "no index grew past the limit by more than 4 MiB (largest end $max)" \
-    test "$max" -lt $((LIMIT + 4194304))
+t_ok "no index grew past the limit by more than 8 MiB (largest end $max)" \
+    test "$max" -lt $((LIMIT + 8388608))
 "$LITECAST" restore -o "$T/out.db" "file://$REP" 2>/dev/null
 t_is "$(db_check "$T/out.db")" "$(db_check "$DB")" "restore equals the source"
 done_testing
