@@ -58,11 +58,21 @@ int lc_restore_plan(const struct lc_gen_info *g, const struct lc_restore_opts *o
                     struct lc_restore_plan *plan, struct lc_error *err);
 void lc_restore_plan_free(struct lc_restore_plan *plan);
 
-/* lc_restore_plan, for a replica that may be written while it is read. A listing is not a
- * snapshot: a directory read (or a paginated LIST) racing the writer can return a later
- * segment and miss an earlier one renamed in meanwhile. On a hole, g is listed again from
- * st (up to LC_RESTORE_RELISTS times, 50 ms apart): a hole the new listing fills was such
- * a race and the new listing is planned (g is replaced); the same hole twice is damage. */
+/* A listing is not a snapshot: a directory read (readdir returns ext4's hash order) or a
+ * paginated LIST racing the writer can return a segment and miss an earlier one renamed in
+ * meanwhile. A hole inside the listing is visible, but a missing tail of index I followed
+ * by index I+1 is not, and replaying I+1 over a partial I gives a malformed database. The
+ * writer ships in order, so every object up to the newest one a listing shows existed
+ * before that listing ended, and a second listing taken after it holds them all.
+ * lc_restore_settle cuts `later` (listed after `first` ended) to first's newest segment
+ * and newest index, which makes it complete. */
+void lc_restore_settle(const struct lc_gen_info *first, struct lc_gen_info *later);
+
+/* lc_restore_plan, for a replica that may be written while it is read: g's generation is
+ * listed once more and the new listing, settled against g, is planned (g is replaced). On
+ * a hole (retention deleting what the first listing showed, or damage), both listings are
+ * taken again (up to LC_RESTORE_RELISTS times, 50 ms apart); the same hole twice is
+ * damage. */
 #define LC_RESTORE_RELISTS 3
 int lc_restore_plan_live(struct lc_store *st, struct lc_gen_info *g,
                          const struct lc_restore_opts *o, struct lc_restore_plan *plan,

@@ -201,12 +201,51 @@ fail:
     return err->code;
 }
 
+void lc_restore_settle(const struct lc_gen_info *first, struct lc_gen_info *later)
+{
+    uint32_t top = 0;
+    size_t n = 0;
+
+    if (first->nsegs) {
+        const struct lc_seg_info *end = &first->segs[first->nsegs - 1];
+        top = end->index;
+        while (n < later->nsegs &&
+               (later->segs[n].index < end->index ||
+                (later->segs[n].index == end->index && later->segs[n].offset <= end->offset)))
+            n++;
+    }
+    later->nsegs = n;
+    if (first->nsnaps && first->snaps[first->nsnaps - 1].index > top)
+        top = first->snaps[first->nsnaps - 1].index;
+    n = 0;
+    while (n < later->nsnaps && later->snaps[n].index <= top)
+        n++;
+    later->nsnaps = n;
+}
+
+/* List g's generation again, cut the new listing at g's end (see lc_restore_settle), put
+ * it in g's place and plan it. */
+static int plan_settled(struct lc_store *st, struct lc_gen_info *g,
+                        const struct lc_restore_opts *o, struct lc_restore_plan *plan,
+                        struct lc_error *err)
+{
+    struct lc_gen_info later;
+    int rc;
+
+    if ((rc = lc_catalog_generation(st, g->id, &later, err)))
+        return rc;
+    lc_restore_settle(g, &later);
+    lc_gen_info_clear(g);
+    *g = later;
+    return lc_restore_plan(g, o, plan, err);
+}
+
 int lc_restore_plan_live(struct lc_store *st, struct lc_gen_info *g,
                          const struct lc_restore_opts *o, struct lc_restore_plan *plan,
                          struct lc_error *err)
 {
     char prev[LC_ERR_LEN];
-    int rc = lc_restore_plan(g, o, plan, err);
+    int rc = plan_settled(st, g, o, plan, err);
 
     for (int i = 0; i < LC_RESTORE_RELISTS && rc == LC_ENOTFOUND &&
                     strncmp(err->msg, "missing ", 8) == 0;
@@ -216,9 +255,9 @@ int lc_restore_plan_live(struct lc_store *st, struct lc_gen_info *g,
         sleep_until(lc_now_mono_ns() + RELIST_DELAY_NS);
         if ((rc = lc_catalog_generation(st, g->id, &g2, err)))
             return rc;
-        rc = lc_restore_plan(&g2, o, plan, err);
         lc_gen_info_clear(g);
         *g = g2;
+        rc = plan_settled(st, g, o, plan, err);
         if (rc == 0)
             lc_warn("replica changed while it was listed; listed again", "first=\"%s\"", prev);
         else if (strcmp(prev, err->msg) == 0)

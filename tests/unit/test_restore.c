@@ -799,13 +799,17 @@ static const struct lc_store_ops hide_ops = {"hide", slow_free, slow_put, hide_g
 static void test_listing_race(void **state)
 {
     static const struct {
-        int seg;        /* 0: hide 0/0 (index starts late), 1: hide 0/cut0[1] (offset gap) */
+        int seg;        /* hide 0/cut0[seg]: 0 index starts late, 1 offset gap, 2 the tail of
+                         * index 0, which no single listing can tell is missing */
         int lists;      /* listings that miss it */
         int k;          /* expected state, -1: fails */
         const char *err;
     } cases[] = {
-        {0, 1, 5, NULL},  /* relisted at planning: the whole restore */
-        {1, 1, 1, NULL},  /* found missing while applying: ends before the gap */
+        {0, 1, 5, NULL},  /* the second listing, cut at the first's end, has it */
+        {1, 1, 5, NULL},
+        {2, 1, 5, NULL},  /* (planned from the first alone, this restored a malformed db) */
+        {0, 2, 5, NULL},  /* both miss it: listed twice again at planning, the whole restore */
+        {1, 2, 1, NULL},  /* found missing while applying: ends before the gap */
         {0, 100, -1, "missing initial wal segment"},
         {1, 100, -1, "wal segment gap"},
     };
@@ -822,8 +826,7 @@ static void test_listing_race(void **state)
         snprintf(h.base.desc, sizeof(h.base.desc), "hide://%s", r.dir);
         h.inner = r.st;
         h.hide_lists = cases[i].lists;
-        snprintf(h.hide, sizeof(h.hide), "%08x_%08zx.wal.lz4", 0u,
-                 cases[i].seg ? fx.cut0[1] : (size_t)0);
+        snprintf(h.hide, sizeof(h.hide), "%08x_%08zx.wal.lz4", 0u, fx.cut0[cases[i].seg]);
 
         struct lc_store *stores[1] = {&h.base};
         struct lc_restore_opts o;
