@@ -45,6 +45,7 @@
 #define PAR_MAX 64                       /* upper bound on gets in flight */
 #define RETRY_DELAY_NS 200000000LL       /* times the attempt number */
 #define TMP_PATH_MAX (LC_PATH_MAX + 16)
+#define WRITEBACK_CHUNK (8u << 20)
 #define RELIST_DELAY_NS 50000000LL       /* between listings of a replica seen changing */
 
 static void sleep_until(int64_t mono_ns);
@@ -629,6 +630,7 @@ struct snapsink {
     struct lc_lz4_dec *dec;
     int done;                /* frame ended */
     uint64_t pos;            /* decompressed bytes written */
+    uint64_t flushed;        /* written back up to here (see snap_emit) */
     uint8_t head[100];       /* the SQLite database header */
     size_t headlen;
     int sink_failed;
@@ -652,6 +654,14 @@ static int snap_emit(void *arg, const uint8_t *b, size_t n, struct lc_error *err
     if (lc_pwrite_full(s->fd, b, n, (off_t)s->pos) < 0)
         return lc_err_set(err, LC_EIO, "write %s: %s", s->ap->tmp, strerror(errno));
     s->pos += n;
+    /* start writing back what is written while decompression goes on, so the final
+     * fsync waits for the last WRITEBACK_CHUNK only, not for the whole database (a
+     * hint: errors surface at that fsync) */
+    if (s->pos - s->flushed >= WRITEBACK_CHUNK) {
+        (void)sync_file_range(s->fd, (off_t)s->flushed, (off_t)(s->pos - s->flushed),
+                              SYNC_FILE_RANGE_WRITE);
+        s->flushed = s->pos;
+    }
     return 0;
 }
 
@@ -671,7 +681,7 @@ static int snap_sink_reset(void *arg, struct lc_error *err)
     lc_lz4_dec_free(s->dec);
     s->dec = NULL;
     s->done = 0;
-    s->pos = 0;
+    s->pos = s->flushed = 0;
     s->headlen = 0;
     if (ftruncate(s->fd, 0) < 0) {
         s->sink_failed = 1;
