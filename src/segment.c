@@ -64,7 +64,7 @@
 #define ENC_BLOCK ((size_t)4 << 20) /* LZ4F_max4MB */
 #define ENC_FRAME_END 8             /* what liblz4 adds to every bound: end mark + checksum */
 #define ENC_BLOCK_HDR 4             /* block size word */
-#define DEC_SCRATCH ((size_t)128 << 10)
+#define DEC_SCRATCH ((size_t)4 << 20) /* a whole block: liblz4 decodes into it directly */
 
 static const uint8_t lz4_magic[4] = {0x04, 0x22, 0x4d, 0x18};
 
