@@ -119,6 +119,20 @@ static void read_tx_end(struct lc_db *db)
     db->read_tx = 0;
 }
 
+/* Move rconn's read mark to the WAL's end with no moment in which we hold none: wconn
+ * reads meanwhile. In such a gap an application's TRUNCATE checkpoint could back-fill and
+ * reset the WAL, taking frames we had not copied yet with it (caught, but only as a new
+ * generation: "wal restarted by another process during checkpoint"). */
+static int read_mark_move(struct lc_db *db, struct lc_error *err)
+{
+    (void)sqlite3_exec(db->wconn, "BEGIN; SELECT COUNT(1) FROM _litecast_seq", NULL, NULL, NULL);
+    read_tx_end(db);
+    int rc = read_tx_begin(db, err);
+    if (!sqlite3_get_autocommit(db->wconn))
+        (void)sqlite3_exec(db->wconn, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 /* wconn's busy handler. SQLite's default handler sleeps 1, 2, 5, 10... ms between tries
  * and never wins the write lock from an app that commits back to back: the lock is a
  * non-blocking fcntl() byte lock with no queue, free only in the microseconds between two
@@ -515,8 +529,7 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
 
     db->stats.checkpoints++;
     /* 1. move our read mark to the end we have copied, then back-fill without a lock */
-    read_tx_end(db);
-    if ((rc = read_tx_begin(db, err)) < 0)
+    if ((rc = read_mark_move(db, err)) < 0)
         return rc;
     (void)sqlite3_wal_checkpoint_v2(db->wconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
 
