@@ -38,6 +38,7 @@
 #define BACKOFF_MAX_NS (30 * 1000000000LL)
 #define MAX_DELETE_BATCH 1000
 #define SNAPSHOT_RECHECK_NS (100 * 1000000LL)
+#define PIN_HOLD_NS (10 * 1000000000LL) /* a snapshot's pin outlives failures this long */
 
 enum op_type { OP_SEGMENT, OP_SNAPSHOT, OP_RESUME, OP_RETENTION };
 
@@ -240,7 +241,10 @@ static void op_end(struct lc_replica *r, int rc, const struct lc_error *err)
         r->last_ok_wall_ns = lc_now_wall_ns();
     } else {
         uint32_t j = 0;
-        snapshot_unpin(r); /* a failing replica must not hold back our checkpoints */
+        /* a failing replica must not hold back our checkpoints for long; a shorter
+         * spell keeps the pin, or a flaky one would chase a moving end and starve */
+        if (r->snap_pinned && lc_now_mono_ns() - r->snap_pinned_mono_ns > PIN_HOLD_NS)
+            snapshot_unpin(r);
         r->stats.errors++;
         r->backoff_ns = r->backoff_ns ? r->backoff_ns * 2 : BACKOFF_MIN_NS;
         if (r->backoff_ns > BACKOFF_MAX_NS)
@@ -298,6 +302,7 @@ static int snapshot_ready(struct lc_replica *r)
         if (!lc_db_mark_settled(db) || lc_db_snapshot_begin(db) < 0)
             return 0; /* inside or after a failed sync: the next one settles it */
         r->snap_pinned = 1;
+        r->snap_pinned_mono_ns = lc_now_mono_ns();
         memcpy(r->snap_gen, db->sh.gen, sizeof(r->snap_gen));
         r->snap_index = db->sh.index;
         r->snap_end = db->sh.size;
