@@ -38,7 +38,6 @@
 #define BACKOFF_MAX_NS (30 * 1000000000LL)
 #define MAX_DELETE_BATCH 1000
 #define SNAPSHOT_RECHECK_NS (100 * 1000000LL)
-#define PIN_HOLD_NS (10 * 1000000000LL) /* a snapshot's pin outlives failures this long */
 
 enum op_type { OP_SEGMENT, OP_SNAPSHOT, OP_RESUME, OP_RETENTION };
 
@@ -241,10 +240,7 @@ static void op_end(struct lc_replica *r, int rc, const struct lc_error *err)
         r->last_ok_wall_ns = lc_now_wall_ns();
     } else {
         uint32_t j = 0;
-        /* a failing replica must not hold back our checkpoints for long; a shorter
-         * spell keeps the pin, or a flaky one would chase a moving end and starve */
-        if (r->snap_pinned && lc_now_mono_ns() - r->snap_pinned_mono_ns > PIN_HOLD_NS)
-            snapshot_unpin(r);
+        snapshot_unpin(r); /* a failing replica must not hold back our checkpoints */
         r->stats.errors++;
         r->backoff_ns = r->backoff_ns ? r->backoff_ns * 2 : BACKOFF_MIN_NS;
         if (r->backoff_ns > BACKOFF_MAX_NS)
@@ -302,7 +298,6 @@ static int snapshot_ready(struct lc_replica *r)
         if (!lc_db_mark_settled(db) || lc_db_snapshot_begin(db) < 0)
             return 0; /* inside or after a failed sync: the next one settles it */
         r->snap_pinned = 1;
-        r->snap_pinned_mono_ns = lc_now_mono_ns();
         memcpy(r->snap_gen, db->sh.gen, sizeof(r->snap_gen));
         r->snap_index = db->sh.index;
         r->snap_end = db->sh.size;
@@ -474,32 +469,6 @@ static void resume_finish(struct lc_replica *r, uint32_t index, uint64_t offset)
      * file and takes a fresh snapshot (clearing it here resumed again, forever) */
 }
 
-/* Does every index in [lo, hi] have its initial segment (offset 0) in the listing? A
- * range wider than the listing cannot; the bitmap is bounded by the listing's size. */
-static int chain_whole(const struct lc_obj_list *l, uint32_t lo, uint32_t hi)
-{
-    uint64_t span = (uint64_t)hi - lo + 1, have = 0;
-    uint8_t *seen;
-
-    if (hi < lo || span > l->n)
-        return hi < lo;
-    if (!(seen = calloc((size_t)(span + 7) / 8, 1)))
-        return 1; /* cannot tell: leave it to the snapshot interval */
-    for (size_t i = 0; i < l->n; i++) {
-        uint32_t idx, off;
-        if (l->v[i].is_prefix || lc_seg_parse_wal_name(l->v[i].name, &idx, &off) < 0 ||
-            off != 0 || idx < lo || idx > hi)
-            continue;
-        uint64_t k = idx - lo;
-        if (!(seen[k / 8] & (1u << (k % 8)))) {
-            seen[k / 8] |= (uint8_t)(1u << (k % 8));
-            have++;
-        }
-    }
-    free(seen);
-    return have == span;
-}
-
 static void resume_step(void *arg, int rc, const struct lc_error *err)
 {
     struct lc_replica_op *op = arg;
@@ -548,15 +517,6 @@ static void resume_step(void *arg, int rc, const struct lc_error *err)
                 op->seg_offset = off;
             }
             have = 1;
-        }
-        if (have && !chain_whole(&op->list, op->snap_index, op->seg_index)) {
-            /* segments past a hole (ours, shipped after a restart from the current index,
-             * whose snapshot a stop or a crash cut short): no restore can use them until
-             * a snapshot covers the hole, so take one now rather than at the interval */
-            lc_warn("replica has a hole after its latest snapshot; taking a new snapshot",
-                    "db=%s replica=%s snapshot_index=%08x", db->cfg.name, r->cfg.name,
-                    op->snap_index);
-            r->snap_wanted = 1;
         }
         lc_obj_list_free(&op->list);
         if (!have) {
