@@ -57,8 +57,6 @@ struct lc_db {
     struct lc_shadow sh;         /* the meta dir and current shadow WAL */
     const char *force_reason;    /* start a new generation at the next sync (static text) */
     int snapshot_busy;           /* snapshots in progress: no checkpoints meanwhile */
-    int mark_ahead;              /* rconn's read mark may be past the shadow's end: set
-                                  * when the read tx begins, cleared by the next capture */
     int64_t db_mtime_ns;         /* database file mtime at the last sync */
     int64_t last_sync_mono_ns;   /* when the last sync finished */
     int waiting_logged;          /* "waiting for database" said once */
@@ -92,15 +90,8 @@ void lc_db_remove_listener(struct lc_db *db, void *arg);
 void lc_db_release_before(struct lc_db *db, uint32_t index);
 /* Snapshots: begin returns the fd to read the database through (borrowed; valid until
  * end), or -1 when the database is not open. No checkpoint runs in between. */
-/* Pin the database file for a snapshot: no checkpoint of ours until the matching end, so
- * the file holds no frame past the shadow's end as it is now (see lc_db_mark_settled).
- * Returns the fd to read, -1 when the database is not open. Counted. */
 int lc_db_snapshot_begin(struct lc_db *db);
 void lc_db_snapshot_end(struct lc_db *db);
-/* 1 when every frame a checkpoint may have back-filled into the database file (ours, or
- * the application's up to our read mark) is in the shadow: true after every sync that
- * succeeded, false inside a checkpoint's gaps and after a failed one. */
-int lc_db_mark_settled(const struct lc_db *db);
 /* "<gen>/<index %08x>:<offset>" of the shadow's end, for logs. */
 void lc_db_position_str(const struct lc_db *db, char *buf, size_t len);
 

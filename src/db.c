@@ -108,7 +108,6 @@ static int read_tx_begin(struct lc_db *db, struct lc_error *err)
         return rc;
     }
     db->read_tx = 1;
-    db->mark_ahead = 1;
     return 0;
 }
 
@@ -514,9 +513,6 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
         return rc;
     if (added)
         *changed = 1;
-    /* wal_end was read after our read tx began: the mark is inside the shadow now */
-    if (db->read_tx)
-        db->mark_ahead = 0;
     return 0;
 }
 
@@ -862,11 +858,6 @@ void lc_db_snapshot_end(struct lc_db *db)
         close(db->dbfd_stale);
         db->dbfd_stale = -1;
     }
-}
-
-int lc_db_mark_settled(const struct lc_db *db)
-{
-    return db->is_open && db->read_tx && !db->mark_ahead;
 }
 
 void lc_db_position_str(const struct lc_db *db, char *buf, size_t len)

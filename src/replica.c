@@ -9,15 +9,7 @@
  * One operation is in flight at a time: a segment, a snapshot, a resume (§2.6: the
  * position is read back from the store when the generation changes or after start) or a
  * retention pass. Anything the shadow gains meanwhile goes into the next segment. Every
- * failure keeps the position and retries with exponential backoff and jitter.
- *
- * A snapshot is stored only after the segments it needs. The database file may already
- * hold frames of the current index that this replica lacks (a checkpoint back-fills up
- * to our read mark, which runs ahead of what is shipped); stored first, such a snapshot
- * restores with the replica's shorter WAL replayed over it, older page images over newer
- * ones: a malformed database. So a due snapshot pins the file (no checkpoint of ours, and
- * the application's cannot back-fill past our mark), ships the shadow up to where it
- * ended at that moment, and only then reads the file. */
+ * failure keeps the position and retries with exponential backoff and jitter. */
 #include "replica.h"
 
 #include <errno.h>
@@ -37,7 +29,6 @@
 #define BACKOFF_MIN_NS (100 * 1000000LL)
 #define BACKOFF_MAX_NS (30 * 1000000000LL)
 #define MAX_DELETE_BATCH 1000
-#define SNAPSHOT_RECHECK_NS (100 * 1000000LL)
 
 enum op_type { OP_SEGMENT, OP_SNAPSHOT, OP_RESUME, OP_RETENTION };
 
@@ -70,6 +61,7 @@ struct lc_replica_op {
     char key[LC_KEY_MAX];
     struct lz_src lz;         /* segment and snapshot uploads */
     uint32_t index;           /* segment/snapshot index */
+    int set_position;         /* snapshot: position becomes (gen, index, 0) */
     int phase;                /* resume / retention step */
     struct lc_obj_list list;  /* resume / retention listing */
     struct count_sink cs;     /* resume: last segment length */
@@ -83,7 +75,6 @@ struct lc_replica_op {
 
 static void schedule(struct lc_replica *r);
 static void run(struct lc_replica *r);
-static void snapshot_unpin(struct lc_replica *r);
 
 static ssize_t lz_read(void *arg, uint8_t *buf, size_t cap, struct lc_error *err)
 {
@@ -240,7 +231,6 @@ static void op_end(struct lc_replica *r, int rc, const struct lc_error *err)
         r->last_ok_wall_ns = lc_now_wall_ns();
     } else {
         uint32_t j = 0;
-        snapshot_unpin(r); /* a failing replica must not hold back our checkpoints */
         r->stats.errors++;
         r->backoff_ns = r->backoff_ns ? r->backoff_ns * 2 : BACKOFF_MIN_NS;
         if (r->backoff_ns > BACKOFF_MAX_NS)
@@ -265,47 +255,6 @@ static void set_position(struct lc_replica *r, const char *gen, uint32_t index, 
 
 /* ---- snapshot ---------------------------------------------------------------- */
 
-static void snapshot_unpin(struct lc_replica *r)
-{
-    if (r->snap_pinned) {
-        r->snap_pinned = 0;
-        lc_db_snapshot_end(r->db);
-    }
-}
-
-/* A snapshot is due: from here it waits for the segments it needs (see the top). With
- * restart, this replica holds nothing usable of the generation yet (resumed without a
- * snapshot, or fell behind the shadow): shipping starts over at the current index. */
-static void want_snapshot(struct lc_replica *r, int restart)
-{
-    struct lc_db *db = r->db;
-    if (restart) {
-        snapshot_unpin(r);
-        set_position(r, db->sh.gen, db->sh.index, 0);
-    }
-    r->snap_wanted = 1;
-}
-
-/* 1 when the wanted snapshot may be read now: pinned, and the replica holds the shadow up
- * to where it ended when pinned. A new index or generation since then pins afresh. */
-static int snapshot_ready(struct lc_replica *r)
-{
-    struct lc_db *db = r->db;
-
-    if (r->snap_pinned && (strcmp(r->snap_gen, db->sh.gen) != 0 || r->snap_index != db->sh.index))
-        snapshot_unpin(r);
-    if (!r->snap_pinned) {
-        if (!lc_db_mark_settled(db) || lc_db_snapshot_begin(db) < 0)
-            return 0; /* inside or after a failed sync: the next one settles it */
-        r->snap_pinned = 1;
-        memcpy(r->snap_gen, db->sh.gen, sizeof(r->snap_gen));
-        r->snap_index = db->sh.index;
-        r->snap_end = db->sh.size;
-    }
-    return r->known && strcmp(r->gen, r->snap_gen) == 0 && r->index == r->snap_index &&
-           r->offset >= r->snap_end;
-}
-
 static void snapshot_done(void *arg, int rc, const struct lc_error *err)
 {
     struct lc_replica_op *op = arg;
@@ -314,10 +263,11 @@ static void snapshot_done(void *arg, int rc, const struct lc_error *err)
     lc_db_snapshot_end(r->db);
     if (rc == 0) {
         r->stats.snapshots++;
-        r->snap_wanted = 0;
         lc_info("snapshot written", "db=%s replica=%s position=%s/%08x:0 size=%llu",
                 r->db->cfg.name, r->cfg.name, r->db->sh.gen, op->index,
                 (unsigned long long)op->lz.in_bytes);
+        if (op->set_position)
+            set_position(r, r->db->sh.gen, op->index, 0);
         if (r->cfg.snapshot_interval_ns > 0)
             r->next_snapshot_wall_ns = lc_now_wall_ns() + r->cfg.snapshot_interval_ns;
     }
@@ -325,8 +275,7 @@ static void snapshot_done(void *arg, int rc, const struct lc_error *err)
     schedule(r);
 }
 
-/* Read and store the snapshot; snapshot_ready() said yes. */
-static void start_snapshot(struct lc_replica *r)
+static void start_snapshot(struct lc_replica *r, int set_pos)
 {
     struct lc_db *db = r->db;
     struct lc_error err = {0};
@@ -336,15 +285,15 @@ static void start_snapshot(struct lc_replica *r)
     if (!op)
         return;
     op->index = db->sh.index;
+    op->set_position = set_pos;
     if (lc_seg_snapshot_key(op->key, sizeof(op->key), db->sh.gen, op->index) < 0) {
         lc_err_set(&err, LC_EINVAL, "snapshot key too long");
         op_end(r, LC_EINVAL, &err);
         return;
     }
     /* the database's own long-lived fd: closing another fd on the file would drop
-     * SQLite's POSIX locks (see db.h); taken before the pin is handed over */
+     * SQLite's POSIX locks (see db.h) */
     fd = lc_db_snapshot_begin(db);
-    snapshot_unpin(r);
     if (fd < 0) {
         lc_err_set(&err, LC_EIO, "%s: database not open", db->cfg.name);
         op_end(r, LC_EIO, &err);
@@ -391,16 +340,14 @@ static int start_segment(struct lc_replica *r)
 
     for (;;) {
         int rc = lc_shadow_file_size(&db->sh, r->index, &size, &err);
-        if (rc == LC_ENOTFOUND && r->index == db->sh.index && r->offset == 0)
-            return 0; /* the current shadow file is gone: the next sync starts anew */
         if (rc == LC_ENOTFOUND || r->index < db->sh.min_index) {
             /* the shadow no longer holds what this replica needs: start over from a
              * snapshot at the current index rather than leave a hole */
             lc_warn("replica fell behind the local shadow wal; taking a new snapshot",
                     "db=%s replica=%s position=%s/%08x:%llu", db->cfg.name, r->cfg.name,
                     r->gen, r->index, (unsigned long long)r->offset);
-            want_snapshot(r, 1);
-            continue;
+            start_snapshot(r, 1);
+            return 1;
         }
         if (rc < 0) {
             struct lc_replica_op *op = op_new(r, OP_SEGMENT);
@@ -497,8 +444,7 @@ static void resume_step(void *arg, int rc, const struct lc_error *err)
         lc_obj_list_free(&op->list);
         if (!have) {
             op_end(r, 0, NULL);
-            want_snapshot(r, 1);
-            run(r);
+            start_snapshot(r, 1);
             return;
         }
         lc_seg_wal_prefix(prefix, sizeof(prefix), db->sh.gen);
@@ -677,7 +623,7 @@ static void start_retention(struct lc_replica *r)
     }
     if (need_snapshot) {
         op_end(r, 0, NULL);
-        want_snapshot(r, 0);
+        start_snapshot(r, 0);
         return;
     }
     if (op->nkeys == 0) {
@@ -727,10 +673,8 @@ static void run(struct lc_replica *r)
         start_resume(r);
         return;
     }
-    if (r->next_snapshot_wall_ns && now_wall >= r->next_snapshot_wall_ns)
-        r->snap_wanted = 1;
-    if (r->snap_wanted && snapshot_ready(r)) {
-        start_snapshot(r);
+    if (r->next_snapshot_wall_ns && now_wall >= r->next_snapshot_wall_ns) {
+        start_snapshot(r, 0);
         return;
     }
     if (r->next_retention_wall_ns && now_wall >= r->next_retention_wall_ns) {
@@ -765,8 +709,6 @@ static void schedule(struct lc_replica *r)
         arm(r, 0);
         return;
     }
-    if (r->snap_wanted) /* waiting for a sync to settle the read mark */
-        next = now + SNAPSHOT_RECHECK_NS;
     if (r->next_snapshot_wall_ns && r->next_snapshot_wall_ns < next)
         next = r->next_snapshot_wall_ns;
     if (r->next_retention_wall_ns && r->next_retention_wall_ns < next)
@@ -866,6 +808,5 @@ void lc_replica_free(struct lc_replica *r)
             lc_db_snapshot_end(r->db);
         op_free(r->op);
     }
-    snapshot_unpin(r);
     free(r);
 }
