@@ -95,18 +95,25 @@ static int query_text(struct lc_db *db, sqlite3 *c, const char *sql, char *out, 
     return rc == SQLITE_OK ? 0 : sql_err(db, c, rc, sql, err);
 }
 
+/* Open a read transaction on c that holds a WAL read mark (a read, not just BEGIN). */
+static int begin_read(struct lc_db *db, sqlite3 *c, struct lc_error *err)
+{
+    int rc;
+    if ((rc = exec(db, c, "BEGIN", err)) < 0)
+        return rc;
+    rc = exec(db, c, "SELECT COUNT(1) FROM _litecast_seq", err);
+    if (rc < 0)
+        (void)sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 static int read_tx_begin(struct lc_db *db, struct lc_error *err)
 {
     int rc;
     if (db->read_tx)
         return 0;
-    if ((rc = exec(db, db->rconn, "BEGIN", err)) < 0)
+    if ((rc = begin_read(db, db->rconn, err)) < 0)
         return rc;
-    rc = exec(db, db->rconn, "SELECT COUNT(1) FROM _litecast_seq", err);
-    if (rc < 0) {
-        (void)sqlite3_exec(db->rconn, "ROLLBACK", NULL, NULL, NULL);
-        return rc;
-    }
     db->read_tx = 1;
     return 0;
 }
@@ -124,10 +131,11 @@ static void read_tx_end(struct lc_db *db)
  * generation: "wal restarted by another process during checkpoint"). */
 static int read_mark_move(struct lc_db *db, struct lc_error *err)
 {
-    (void)sqlite3_exec(db->wconn, "BEGIN; SELECT COUNT(1) FROM _litecast_seq", NULL, NULL, NULL);
+    struct lc_error ignored = {0};
+    int held = begin_read(db, db->wconn, &ignored) == 0; /* without it: the old gap */
     read_tx_end(db);
     int rc = read_tx_begin(db, err);
-    if (!sqlite3_get_autocommit(db->wconn))
+    if (held)
         (void)sqlite3_exec(db->wconn, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
