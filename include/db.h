@@ -57,6 +57,13 @@ struct lc_db {
     struct lc_shadow sh;         /* the meta dir and current shadow WAL */
     const char *force_reason;    /* start a new generation at the next sync (static text) */
     int snapshot_busy;           /* snapshots in progress: no checkpoints meanwhile */
+    int mark_ahead;              /* rconn's read mark may be past the shadow's end: set
+                                  * when the read tx begins, cleared by the next capture */
+    int base_valid;              /* the database file holds exactly the committed state at
+                                  * shadow (sh.index, base_off), and keeps it while the read
+                                  * tx stays: set by a checkpoint that back-filled all */
+    uint64_t base_off;
+    int settle_wanted;           /* a replica waits for base_valid: checkpoint soon */
     int64_t db_mtime_ns;         /* database file mtime at the last sync */
     int64_t last_sync_mono_ns;   /* when the last sync finished */
     int waiting_logged;          /* "waiting for database" said once */
@@ -88,10 +95,22 @@ int lc_db_add_listener(struct lc_db *db, lc_db_listener_fn fn, void *arg);
 void lc_db_remove_listener(struct lc_db *db, void *arg);
 /* Tell the db the lowest shadow index any replica still needs (prunes older files). */
 void lc_db_release_before(struct lc_db *db, uint32_t index);
-/* Snapshots: begin returns the fd to read the database through (borrowed; valid until
- * end), or -1 when the database is not open. No checkpoint runs in between. */
+/* Pin the database file for a snapshot: no checkpoint of ours until the matching end,
+ * so the file changes only as far as the application's checkpoints may back-fill, which
+ * our read mark bounds. Returns the fd to read (borrowed; valid until end), -1 when the
+ * database is not open. Counted. */
 int lc_db_snapshot_begin(struct lc_db *db);
 void lc_db_snapshot_end(struct lc_db *db);
+/* 1 when every frame a checkpoint may have back-filled into the database file (ours, or
+ * the application's up to our read mark) is in the shadow: after every sync that
+ * succeeded; not inside a checkpoint's gaps nor after a failed one. */
+int lc_db_mark_settled(const struct lc_db *db);
+/* 1 when the database file is settled: it holds exactly the committed state at the
+ * shadow's current index up to *off (0: the index's start, nothing of it applied) and
+ * cannot change while pinned. A snapshot read then is never torn. */
+int lc_db_base(const struct lc_db *db, uint64_t *off);
+/* Ask for a settled file: the next sync checkpoints (back-fills everything it can). */
+void lc_db_want_base(struct lc_db *db);
 /* "<gen>/<index %08x>:<offset>" of the shadow's end, for logs. */
 void lc_db_position_str(const struct lc_db *db, char *buf, size_t len);
 

@@ -40,6 +40,15 @@ struct lc_replica {
     int64_t next_snapshot_wall_ns;/* snapshot-interval deadline, 0 when off */
     int64_t next_retention_wall_ns;/* retention check deadline, 0 when off */
     int64_t caught_up_mono_ns;    /* when the position last equalled the shadow's end */
+    int need_base;                /* nothing usable of the generation is stored (resumed
+                                   * without a snapshot, or fell behind the shadow): the
+                                   * next object must be a snapshot, before any segment */
+    int64_t base_wait_mono_ns;    /* ... taken of a settled file until then, if it can */
+    int snap_wanted;              /* a snapshot is due (interval, retention) */
+    int snap_pinned;              /* we hold lc_db_snapshot_begin while segments catch up */
+    char snap_gen[17];            /* ... for this generation and index, whose shadow */
+    uint32_t snap_index;          /* ended at snap_end when pinned: the snapshot is read */
+    uint64_t snap_end;            /* once the replica holds the shadow up to there */
     char last_err[LC_ERR_LEN];    /* "" when healthy */
     struct lc_replica_stats stats;
 };

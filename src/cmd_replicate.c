@@ -441,7 +441,7 @@ static int is_ready(struct daemon *dm)
         if (!e->db->is_open)
             continue; /* waiting for the file to exist counts as synced */
         for (size_t j = 0; j < e->nreps; j++)
-            if (!e->reps[j]->known && !e->reps[j]->last_err[0])
+            if ((!e->reps[j]->known || e->reps[j]->need_base) && !e->reps[j]->last_err[0])
                 return 0;
     }
     return 1;

@@ -115,6 +115,7 @@ static int read_tx_begin(struct lc_db *db, struct lc_error *err)
     if ((rc = begin_read(db, db->rconn, err)) < 0)
         return rc;
     db->read_tx = 1;
+    db->mark_ahead = 1;
     return 0;
 }
 
@@ -123,6 +124,7 @@ static void read_tx_end(struct lc_db *db)
     if (db->read_tx)
         (void)sqlite3_exec(db->rconn, "ROLLBACK", NULL, NULL, NULL);
     db->read_tx = 0;
+    db->base_valid = 0;
 }
 
 /* Move rconn's read mark to the WAL's end with no moment in which we hold none: wconn
@@ -454,6 +456,7 @@ static int new_generation(struct lc_db *db, const char *reason, const uint8_t hd
                           struct lc_error *err)
 {
     int rc = lc_shadow_new_generation(&db->sh, hdr, err);
+    db->base_valid = 0;
     if (rc < 0)
         return rc;
     db->stats.generations++;
@@ -510,8 +513,16 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
         /* Every published frame of the old incarnation is already in the shadow (copied
          * under the write lock, or before the read mark allowed a restart); anything past
          * our end is unpublished (a dead writer's), so nothing more is copied from it. */
+        /* a settled file stays settled: nothing could be back-filled past base_off, so
+         * the old index ended there, and the file is the new index's starting state */
+        int base_kept = db->base_valid && db->base_off == sh->size;
+        db->base_valid = 0;
         if ((rc = lc_shadow_new_index(sh, hdr, err)) < 0)
             return rc;
+        if (base_kept) {
+            db->base_valid = 1;
+            db->base_off = 0;
+        }
         db->stats.restarts++;
         lc_debug("sync: wal restarted", "db=%s generation=%s index=%08x", db->cfg.name, sh->gen,
                  sh->index);
@@ -521,6 +532,9 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
         return rc;
     if (added)
         *changed = 1;
+    /* wal_end was read after our read tx began: the mark is inside the shadow now */
+    if (db->read_tx)
+        db->mark_ahead = 0;
     return 0;
 }
 
@@ -571,6 +585,14 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
         nanosleep(&ts, NULL);
     }
     rc = read_tx_begin(db, err);
+    if (rc == 0 && full) {
+        /* all back-filled, and our new mark is the WAL's end (we hold the write lock): no
+         * checkpoint can write the file again before our mark moves */
+        db->mark_ahead = 0;
+        db->base_valid = 1;
+        db->base_off = db->sh.size;
+        db->settle_wanted = 0;
+    }
 out:
     (void)sqlite3_exec(db->wconn, "ROLLBACK", NULL, NULL, NULL);
     if (rc < 0)
@@ -599,6 +621,8 @@ static int checkpoint_policy(struct lc_db *db, uint64_t orig_wal)
     uint32_t p = db->page_size;
     uint64_t size = db->sh.size;
 
+    if (db->settle_wanted && !db->base_valid)
+        return 1;
     if (c->truncate_pages > 0 && orig_wal >= wal_bytes(p, c->truncate_pages))
         return FORCE_TRUNCATE_MS + 1;
     if (c->max_wal_index_bytes > 0 && size >= (uint64_t)c->max_wal_index_bytes)
@@ -688,7 +712,7 @@ int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
     lc_trigger_synced(&db->trig);
 
     if (db->is_open && db->watch && why == LC_SYNC_FALLBACK && !db->force_reason &&
-        !idle_checkpoint_due(db) && unchanged(db))
+        !db->settle_wanted && !idle_checkpoint_due(db) && unchanged(db))
         return 0; /* the idle path: two stats, nothing else */
     if (db->is_open) {
         if (stat(db->cfg.path, &st) < 0) {
@@ -866,6 +890,30 @@ void lc_db_snapshot_end(struct lc_db *db)
         close(db->dbfd_stale);
         db->dbfd_stale = -1;
     }
+}
+
+int lc_db_mark_settled(const struct lc_db *db)
+{
+    return db->is_open && db->read_tx && !db->mark_ahead;
+}
+
+int lc_db_base(const struct lc_db *db, uint64_t *off)
+{
+    if (!lc_db_mark_settled(db) || !db->base_valid)
+        return 0;
+    *off = db->base_off;
+    return 1;
+}
+
+void lc_db_want_base(struct lc_db *db)
+{
+    if (!db->is_open || lc_db_base(db, &(uint64_t){0}))
+        return;
+    if (!db->settle_wanted)
+        lc_debug("checkpoint wanted: a replica needs a settled database file", "db=%s",
+                 db->cfg.name);
+    db->settle_wanted = 1;
+    lc_trigger_event(&db->trig);
 }
 
 void lc_db_position_str(const struct lc_db *db, char *buf, size_t len)

@@ -9,7 +9,25 @@
  * One operation is in flight at a time: a segment, a snapshot, a resume (§2.6: the
  * position is read back from the store when the generation changes or after start) or a
  * retention pass. Anything the shadow gains meanwhile goes into the next segment. Every
- * failure keeps the position and retries with exponential backoff and jitter. */
+ * failure keeps the position and retries with exponential backoff and jitter.
+ *
+ * Snapshots. A restore replays the snapshot's index over it from offset 0, so a snapshot
+ * must never hold frames of its index that the replica lacks: the database file is
+ * back-filled by checkpoints (ours, or the application's up to our read mark) from frames
+ * in the shadow, perhaps not shipped yet, and replaying the shorter WAL over such a file
+ * puts older page images over newer ones: a malformed database. Two ways keep the rule:
+ *  - a due snapshot (snapshot-interval, retention) pins the file (no checkpoint of ours;
+ *    the application's cannot pass our mark), ships the shadow up to where it was at that
+ *    moment, then reads the file; a failure lets go of the pin, so an outage never holds
+ *    back checkpoints. Right after a checkpoint restarted the WAL the file is the index's
+ *    starting state, and the snapshot needs no segment first.
+ *  - a replica with nothing usable stored (no snapshot in the generation, or it fell
+ *    behind the shadow) must store a snapshot before any segment, or the segments would
+ *    sit after a hole. It asks for a settled file (lc_db_base: a checkpoint back-filled
+ *    everything, so no checkpoint can write the file while pinned and the read is never
+ *    torn) and starts shipping the index from offset 0 after it; its first segment covers
+ *    whatever of the index the file holds. If readers keep the checkpoint from settling
+ *    for BASE_WAIT_NS, the file is read pinned as it is. */
 #include "replica.h"
 
 #include <errno.h>
@@ -29,6 +47,8 @@
 #define BACKOFF_MIN_NS (100 * 1000000LL)
 #define BACKOFF_MAX_NS (30 * 1000000000LL)
 #define MAX_DELETE_BATCH 1000
+#define SNAPSHOT_RECHECK_NS (100 * 1000000LL)
+#define BASE_WAIT_NS (5 * 1000000000LL)
 
 enum op_type { OP_SEGMENT, OP_SNAPSHOT, OP_RESUME, OP_RETENTION };
 
@@ -59,6 +79,7 @@ struct lc_replica_op {
     enum op_type type;
     struct lc_replica *r;
     char key[LC_KEY_MAX];
+    char gen[17];             /* segment/snapshot generation */
     struct lz_src lz;         /* segment and snapshot uploads */
     uint32_t index;           /* segment/snapshot index */
     int set_position;         /* snapshot: position becomes (gen, index, 0) */
@@ -75,6 +96,7 @@ struct lc_replica_op {
 
 static void schedule(struct lc_replica *r);
 static void run(struct lc_replica *r);
+static void snapshot_unpin(struct lc_replica *r);
 
 static ssize_t lz_read(void *arg, uint8_t *buf, size_t cap, struct lc_error *err)
 {
@@ -231,6 +253,7 @@ static void op_end(struct lc_replica *r, int rc, const struct lc_error *err)
         r->last_ok_wall_ns = lc_now_wall_ns();
     } else {
         uint32_t j = 0;
+        snapshot_unpin(r); /* a failing replica must not hold back our checkpoints */
         r->stats.errors++;
         r->backoff_ns = r->backoff_ns ? r->backoff_ns * 2 : BACKOFF_MIN_NS;
         if (r->backoff_ns > BACKOFF_MAX_NS)
@@ -255,6 +278,47 @@ static void set_position(struct lc_replica *r, const char *gen, uint32_t index, 
 
 /* ---- snapshot ---------------------------------------------------------------- */
 
+static void snapshot_unpin(struct lc_replica *r)
+{
+    if (r->snap_pinned) {
+        r->snap_pinned = 0;
+        lc_db_snapshot_end(r->db);
+    }
+}
+
+/* Nothing usable stored: the next object is a snapshot (see the top). */
+static void want_base(struct lc_replica *r)
+{
+    struct lc_db *db = r->db;
+    snapshot_unpin(r);
+    set_position(r, db->sh.gen, db->sh.index, 0);
+    if (!r->need_base)
+        r->base_wait_mono_ns = lc_now_mono_ns() + BASE_WAIT_NS;
+    r->need_base = 1;
+}
+
+/* 1 when the due snapshot may be read now: pinned, and the replica holds the shadow up to
+ * where it ended when pinned (nothing, at a settled index start). A new index or
+ * generation since then pins afresh. */
+static int snapshot_ready(struct lc_replica *r)
+{
+    struct lc_db *db = r->db;
+    uint64_t base;
+
+    if (r->snap_pinned && (strcmp(r->snap_gen, db->sh.gen) != 0 || r->snap_index != db->sh.index))
+        snapshot_unpin(r);
+    if (!r->snap_pinned) {
+        if (!lc_db_mark_settled(db) || lc_db_snapshot_begin(db) < 0)
+            return 0; /* inside or after a failed sync: the next one settles it */
+        r->snap_pinned = 1;
+        memcpy(r->snap_gen, db->sh.gen, sizeof(r->snap_gen));
+        r->snap_index = db->sh.index;
+        r->snap_end = lc_db_base(db, &base) && base == 0 ? 0 : db->sh.size;
+    }
+    return r->snap_end == 0 || (strcmp(r->gen, r->snap_gen) == 0 && r->index == r->snap_index &&
+                                r->offset >= r->snap_end);
+}
+
 static void snapshot_done(void *arg, int rc, const struct lc_error *err)
 {
     struct lc_replica_op *op = arg;
@@ -263,11 +327,14 @@ static void snapshot_done(void *arg, int rc, const struct lc_error *err)
     lc_db_snapshot_end(r->db);
     if (rc == 0) {
         r->stats.snapshots++;
+        r->snap_wanted = 0;
         lc_info("snapshot written", "db=%s replica=%s position=%s/%08x:0 size=%llu",
-                r->db->cfg.name, r->cfg.name, r->db->sh.gen, op->index,
+                r->db->cfg.name, r->cfg.name, op->gen, op->index,
                 (unsigned long long)op->lz.in_bytes);
-        if (op->set_position)
-            set_position(r, r->db->sh.gen, op->index, 0);
+        if (op->set_position) {
+            set_position(r, op->gen, op->index, 0);
+            r->need_base = 0;
+        }
         if (r->cfg.snapshot_interval_ns > 0)
             r->next_snapshot_wall_ns = lc_now_wall_ns() + r->cfg.snapshot_interval_ns;
     }
@@ -275,6 +342,8 @@ static void snapshot_done(void *arg, int rc, const struct lc_error *err)
     schedule(r);
 }
 
+/* Read and store a snapshot of the current index; with set_pos the position moves to its
+ * start once stored. */
 static void start_snapshot(struct lc_replica *r, int set_pos)
 {
     struct lc_db *db = r->db;
@@ -286,14 +355,16 @@ static void start_snapshot(struct lc_replica *r, int set_pos)
         return;
     op->index = db->sh.index;
     op->set_position = set_pos;
+    memcpy(op->gen, db->sh.gen, sizeof(op->gen));
     if (lc_seg_snapshot_key(op->key, sizeof(op->key), db->sh.gen, op->index) < 0) {
         lc_err_set(&err, LC_EINVAL, "snapshot key too long");
         op_end(r, LC_EINVAL, &err);
         return;
     }
     /* the database's own long-lived fd: closing another fd on the file would drop
-     * SQLite's POSIX locks (see db.h) */
+     * SQLite's POSIX locks (see db.h); taken before a waiting pin is handed over */
     fd = lc_db_snapshot_begin(db);
+    snapshot_unpin(r);
     if (fd < 0) {
         lc_err_set(&err, LC_EIO, "%s: database not open", db->cfg.name);
         op_end(r, LC_EIO, &err);
@@ -307,6 +378,27 @@ static void start_snapshot(struct lc_replica *r, int set_pos)
     }
     op->lz.borrowed = 1;
     r->store->ops->put(r->store, op->key, &op->lz.src, snapshot_done, op);
+}
+
+/* The replica holds nothing usable: store a snapshot first, of a settled file if one
+ * comes within BASE_WAIT_NS. Returns 1 if an upload started. */
+static int start_base_snapshot(struct lc_replica *r)
+{
+    struct lc_db *db = r->db;
+    uint64_t off;
+
+    if (lc_db_base(db, &off)) {
+        start_snapshot(r, 1);
+        return 1;
+    }
+    if (lc_now_mono_ns() < r->base_wait_mono_ns || !lc_db_mark_settled(db)) {
+        lc_db_want_base(db);
+        return 0;
+    }
+    lc_info("snapshot of a database file not settled (readers held the checkpoint back)",
+            "db=%s replica=%s", db->cfg.name, r->cfg.name);
+    start_snapshot(r, 1);
+    return 1;
 }
 
 /* ---- segments ------------------------------------------------------------------ */
@@ -346,8 +438,8 @@ static int start_segment(struct lc_replica *r)
             lc_warn("replica fell behind the local shadow wal; taking a new snapshot",
                     "db=%s replica=%s position=%s/%08x:%llu", db->cfg.name, r->cfg.name,
                     r->gen, r->index, (unsigned long long)r->offset);
-            start_snapshot(r, 1);
-            return 1;
+            want_base(r);
+            return start_base_snapshot(r);
         }
         if (rc < 0) {
             struct lc_replica_op *op = op_new(r, OP_SEGMENT);
@@ -444,7 +536,8 @@ static void resume_step(void *arg, int rc, const struct lc_error *err)
         lc_obj_list_free(&op->list);
         if (!have) {
             op_end(r, 0, NULL);
-            start_snapshot(r, 1);
+            want_base(r);
+            run(r);
             return;
         }
         lc_seg_wal_prefix(prefix, sizeof(prefix), db->sh.gen);
@@ -510,6 +603,8 @@ static void start_resume(struct lc_replica *r)
     if (!op)
         return;
     r->known = 0;
+    r->need_base = 0;
+    snapshot_unpin(r);
     lc_seg_snapshots_prefix(prefix, sizeof(prefix), r->db->sh.gen);
     r->store->ops->list(r->store, prefix, &op->list, resume_step, op);
 }
@@ -623,7 +718,7 @@ static void start_retention(struct lc_replica *r)
     }
     if (need_snapshot) {
         op_end(r, 0, NULL);
-        start_snapshot(r, 0);
+        r->snap_wanted = 1;
         return;
     }
     if (op->nkeys == 0) {
@@ -673,7 +768,14 @@ static void run(struct lc_replica *r)
         start_resume(r);
         return;
     }
-    if (r->next_snapshot_wall_ns && now_wall >= r->next_snapshot_wall_ns) {
+    if (r->need_base) {
+        if (!start_base_snapshot(r))
+            schedule(r);
+        return;
+    }
+    if (r->next_snapshot_wall_ns && now_wall >= r->next_snapshot_wall_ns)
+        r->snap_wanted = 1;
+    if (r->snap_wanted && snapshot_ready(r)) {
         start_snapshot(r, 0);
         return;
     }
@@ -705,10 +807,16 @@ static void schedule(struct lc_replica *r)
         arm(r, r->backoff_ns);
         return;
     }
+    if (r->known && r->need_base) { /* waiting for a settled file (run asks for it) */
+        arm(r, r->dirty ? 0 : SNAPSHOT_RECHECK_NS);
+        return;
+    }
     if (r->dirty || (r->known && r->db->is_open && !lc_replica_caught_up(r))) {
         arm(r, 0);
         return;
     }
+    if (r->snap_wanted) /* waiting for a sync to settle the read mark */
+        next = now + SNAPSHOT_RECHECK_NS;
     if (r->next_snapshot_wall_ns && r->next_snapshot_wall_ns < next)
         next = r->next_snapshot_wall_ns;
     if (r->next_retention_wall_ns && r->next_retention_wall_ns < next)
@@ -724,6 +832,7 @@ void lc_replica_retry_now(struct lc_replica *r)
     if (r->op)
         return;
     r->backoff_ns = 0; /* a failure during the flush backs off again from the minimum */
+    r->base_wait_mono_ns = 0; /* shutting down: no more syncs will settle the file */
     ev_timer_stop(r->loop, &r->timer);
     run(r);
 }
@@ -743,7 +852,8 @@ static void on_db_change(void *arg)
 int lc_replica_caught_up(const struct lc_replica *r)
 {
     const struct lc_db *db = r->db;
-    return !r->op && r->known && strcmp(r->gen, db->sh.gen) == 0 && r->index == db->sh.index &&
+    return !r->op && r->known && !r->need_base && strcmp(r->gen, db->sh.gen) == 0 &&
+           r->index == db->sh.index &&
            r->offset == db->sh.size;
 }
 
@@ -808,5 +918,6 @@ void lc_replica_free(struct lc_replica *r)
             lc_db_snapshot_end(r->db);
         op_free(r->op);
     }
+    snapshot_unpin(r);
     free(r);
 }
