@@ -512,9 +512,9 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
     } else if (restart) {
         /* Every published frame of the old incarnation is already in the shadow (copied
          * under the write lock, or before the read mark allowed a restart); anything past
-         * our end is unpublished (a dead writer's), so nothing more is copied from it. */
-        /* a settled file stays settled: nothing could be back-filled past base_off, so
-         * the old index ended there, and the file is the new index's starting state */
+         * our end is unpublished (a dead writer's), so nothing more is copied from it.
+         * A settled file stays settled: nothing could be back-filled past base_off, so
+         * the old index ended there, and the file is the new index's starting state. */
         int base_kept = db->base_valid && db->base_off == sh->size;
         db->base_valid = 0;
         if ((rc = lc_shadow_new_index(sh, hdr, err)) < 0)
