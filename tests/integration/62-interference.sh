@@ -90,15 +90,19 @@ sequence() {
     sleep 1
 
     # --- wal_checkpoint(TRUNCATE) from the application ---------------------------------
-    busy=0 n=0
+    # litecast lets go of its read transaction only for its own checkpoints (every 8 pages
+    # here), so now and then one of these lands in that window and completes; that is safe
+    # because litecast had copied everything first, which the restore below checks
+    busy=0 done_n=0 n=0
     for i in 1 2 3 4 5; do
         out=$("$TOOLS/lc-writer" "$DB" --checkpoint truncate --busy-timeout 100 2>&1)
-        n=$((n + 1)); [[ "$out" == 1\|* ]] && busy=$((busy + 1))
+        n=$((n + 1)); [[ "$out" == 1\|* ]] && busy=$((busy + 1)); [[ "$out" == 0\|* ]] && done_n=$((done_n + 1))
         out=$(sqlite3 -cmd '.timeout 100' "$DB" 'PRAGMA wal_checkpoint(TRUNCATE)' 2>&1)
-        n=$((n + 1)); [[ "$out" == 1\|* ]] && busy=$((busy + 1))
+        n=$((n + 1)); [[ "$out" == 1\|* ]] && busy=$((busy + 1)); [[ "$out" == 0\|* ]] && done_n=$((done_n + 1))
         sleep 0.1
     done
-    t_is "$busy" "$n" "pass $pass: $n TRUNCATE checkpoints by the application were busy (row starts with 1) while litecast holds its read transaction"
+    t_is "$((busy + done_n))" "$n" "pass $pass: all $n TRUNCATE checkpoints by the application returned a result row ($busy busy, $done_n completed)"
+    t_ok "pass $pass: most of them ($busy of $n) were busy: litecast holds its read transaction" test "$busy" -gt $((n / 2))
     check_restore "pass $pass: after TRUNCATE checkpoints"
     t_is "$?" 0 "pass $pass: restore after the TRUNCATE checkpoints is whole"
 
