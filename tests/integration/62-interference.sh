@@ -50,6 +50,10 @@ checkpoint-interval = 1s
 db = app
 url = file://$REP
 snapshot-interval = 1s
+; a new generation every few seconds and a snapshot every second: without retention a
+; 20-minute soak keeps every one of them and fills the disk
+retention = 30s
+retention-check-interval = 5s
 CFG
 
 "$TOOLS/lc-writer" "$DB" --count 1 --log "$T/acks.log" 2>/dev/null
@@ -159,7 +163,7 @@ sequence() {
     wait_for 8 wal_quiet "$DB-wal" && quiet=1
     [ "$quiet" = 1 ] || diag "pass $pass: the WAL still holds $(wal_frames "$DB-wal") frames after 8 s idle"
     g0=$(gens)
-    cp "$DB" "$T/new.db"
+    cp "$DB" "$T/new.db" || bail_out "pass $pass: cannot copy $DB (disk full?): the test would replace the source with a partial copy"
     sqlite3 "$T/new.db" "UPDATE t SET ts = -$pass WHERE n = (SELECT MAX(n) FROM t)" 2>&1
     mv "$T/new.db" "$DB"
     t_ok "pass $pass: replacing the database file is noticed ('database file replaced')" \

@@ -47,6 +47,7 @@ trap 'exit 143' TERM
 # --- TAP ------------------------------------------------------------------------------------
 plan() { _planned=$1; echo "1..$1"; }
 diag() { local l; while IFS= read -r l; do echo "# $l"; done <<< "$*"; }
+bail_out() { echo "Bail out! $*"; exit 1; } # the harness itself cannot go on
 
 # ok STATUS DESC: one test result from an exit status (0 = ok). Like every check below it
 # returns 0 even when the test fails, so set -e never cuts a test script short.
