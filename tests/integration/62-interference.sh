@@ -98,11 +98,14 @@ sequence() {
     # here), so now and then one of these lands in that window and completes; that is safe
     # because litecast had copied everything first, which the restore below checks
     busy=0 done_n=0 n=0
+    tally() { # RESULT_ROW: count one checkpoint as busy (1|...) or completed (0|...)
+        n=$((n + 1))
+        case $1 in 1\|*) busy=$((busy + 1)) ;; 0\|*) done_n=$((done_n + 1)) ;; esac
+    }
     for i in 1 2 3 4 5; do
         out=$("$TOOLS/lc-writer" "$DB" --checkpoint truncate --busy-timeout 100 2>&1)
-        n=$((n + 1)); [[ "$out" == 1\|* ]] && busy=$((busy + 1)); [[ "$out" == 0\|* ]] && done_n=$((done_n + 1))
-        out=$(sqlite3 -cmd '.timeout 100' "$DB" 'PRAGMA wal_checkpoint(TRUNCATE)' 2>&1)
-        n=$((n + 1)); [[ "$out" == 1\|* ]] && busy=$((busy + 1)); [[ "$out" == 0\|* ]] && done_n=$((done_n + 1))
+        tally "$out"
+        tally "$(sqlite3 -cmd '.timeout 100' "$DB" 'PRAGMA wal_checkpoint(TRUNCATE)' 2>&1)"
         sleep 0.1
     done
     t_is "$((busy + done_n))" "$n" "pass $pass: all $n TRUNCATE checkpoints by the application returned a result row ($busy busy, $done_n completed)"
