@@ -32,15 +32,11 @@ wal_frames() { # frames of the current WAL incarnation (by salt), 0 if none
 }
 wal_quiet() { [ "$(wal_frames "$1")" -le 1 ]; }
 # LC_KEEP=1: the files just before and after a replacement, to study one that goes wrong
-keep_pre() {
+keep_files() { # DIR [FILE...]: the source, its -wal and -shm (and FILEs) into $T/DIR
     [ "${LC_KEEP:-0}" = 1 ] || return 0
-    mkdir -p "$T/pre"; cp "$DB" "$T/pre/old.db"; cp "$T/new.db" "$T/pre/new.db"
-    cp "$DB-wal" "$T/pre/wal"; cp "$DB-shm" "$T/pre/shm"
-}
-keep_post() {
-    [ "${LC_KEEP:-0}" = 1 ] || return 0
-    mkdir -p "$T/post"; cp "$DB" "$T/post/db"; cp "$DB-wal" "$T/post/wal"; cp "$DB-shm" "$T/post/shm"
-    cp -r "$T/pre" "$T/post/pre"; bail_out "pass $pass: source malformed after replacement; kept in $T/post"
+    local d=$T/$1; shift
+    mkdir -p "$d"; cp "$DB" "$d/db"; cp "$DB-wal" "$d/wal"; cp "$DB-shm" "$d/shm"
+    [ $# -eq 0 ] || cp "$@" "$d/"
 }
 
 DB=$T/app.db
@@ -186,13 +182,15 @@ sequence() {
     pages=$(sqlite3 "$T/new.db" 'PRAGMA page_count' 2>&1)
     sqlite3 "$T/new.db" "UPDATE t SET ts = -$pass WHERE n = (SELECT MAX(n) FROM t WHERE length(data) <= 3000)" 2>&1
     t_is "$(sqlite3 "$T/new.db" 'PRAGMA page_count' 2>&1)" "$pages" "pass $pass: the replacement's change leaves the page count as it was ($pages)"
-    keep_pre
+    keep_files pre "$T/new.db"
     mv "$T/new.db" "$DB"
     t_ok "pass $pass: replacing the database file is noticed ('database file replaced')" \
         wait_log daemon 'database file replaced' 5
     out=$(sqlite3 -readonly "$DB" 'PRAGMA quick_check' 2>&1)
     t_is "$out" ok "pass $pass: the source is whole after the replacement"
-    [ "$out" = ok ] || keep_post
+    if [ "$out" != ok ] && [ "${LC_KEEP:-0}" = 1 ]; then
+        keep_files post; bail_out "pass $pass: source malformed after the replacement; files kept in $T/pre and $T/post"
+    fi
     t_ok "pass $pass: and starts a new generation (reason \"database replaced\")" \
         wait_for 5 bash -c "[ \$(grep -c 'reason=\"database replaced\"' '$T/daemon.log') -ge $pass ]"
     writer_on
