@@ -48,6 +48,12 @@ int lc_lz4_dec_new(struct lc_lz4_dec **out, struct lc_error *err);
 /* Feed compressed bytes; appends decompressed output. *done set to 1 at frame end. */
 int lc_lz4_dec_update(struct lc_lz4_dec *d, const void *in, size_t n, struct lc_buf *out,
                       int *done, struct lc_error *err);
+/* The same, without a copy: each piece of output (at most one block, 4 MiB) goes to
+ * emit straight from the decoder's buffer, valid only during the call. A non-zero return
+ * from emit is returned as it is and fails the frame (reset before reusing d). */
+typedef int (*lc_lz4_emit_fn)(void *arg, const uint8_t *b, size_t n, struct lc_error *err);
+int lc_lz4_dec_stream(struct lc_lz4_dec *d, const void *in, size_t n, lc_lz4_emit_fn emit,
+                      void *arg, int *done, struct lc_error *err);
 /* Forget the current frame (finished, failed or half-read) to decode a new one. */
 void lc_lz4_dec_reset(struct lc_lz4_dec *d);
 void lc_lz4_dec_free(struct lc_lz4_dec *d);

@@ -39,8 +39,7 @@
 #include "segment.h"
 #include "wal.h"
 
-#define FEED_CHUNK ((size_t)64 << 10)    /* compressed bytes per decoder call */
-#define DEC_OUT_MAX ((size_t)64 << 20)   /* bound on one decoder call's output */
+#define SPOOL_CHUNK ((size_t)1 << 20)    /* bytes per read of a spooled segment */
 #define SPOOL_MEM_MAX ((size_t)16 << 20) /* a segment above this spills to a tmp file */
 #define PAR_MAX 64                       /* upper bound on gets in flight */
 #define RETRY_DELAY_NS 200000000LL       /* times the attempt number */
@@ -432,8 +431,7 @@ struct apply {
     struct job *jobs;
     size_t par;                  /* gets in flight at most */
     size_t slots;                /* read-ahead window: jobs held (4 x par) */
-    uint8_t *scratch;            /* FEED_CHUNK bytes for reading spool files */
-    struct lc_buf dec_out;       /* decoder output, bounded */
+    uint8_t *scratch;            /* SPOOL_CHUNK bytes for reading spool files */
 };
 
 static int spool_open(struct apply *ap, struct lc_error *err)
@@ -594,30 +592,41 @@ static void sleep_until(int64_t mono_ns)
 /* ------------------------------------------------------------------------------------ */
 /* Decompression                                                                         */
 
-/* Feed compressed bytes into dec; each chunk's output goes to emit. *done is set once
- * the frame has ended; bytes after it are an error. */
-static int dec_feed(struct apply *ap, struct lc_lz4_dec *dec, const uint8_t *p, size_t n,
-                    int *done, const char *key,
+/* What dec_feed hands the decoder: the consumer, and whether a failure was its own. */
+struct feed {
+    int (*emit)(void *arg, const uint8_t *b, size_t n, struct lc_error *err);
+    void *arg;
+    int emit_failed;
+};
+
+static int feed_emit(void *arg, const uint8_t *b, size_t n, struct lc_error *err)
+{
+    struct feed *f = arg;
+    int rc = f->emit(f->arg, b, n, err);
+    if (rc)
+        f->emit_failed = 1;
+    return rc;
+}
+
+/* Feed compressed bytes into dec, all at once: liblz4 then decodes whole blocks straight
+ * from them, and each block's output goes to emit from the decoder's own buffer. *done is
+ * set once the frame has ended; bytes after it are an error. */
+static int dec_feed(struct lc_lz4_dec *dec, const uint8_t *p, size_t n, int *done,
+                    const char *key,
                     int (*emit)(void *arg, const uint8_t *b, size_t n, struct lc_error *err),
                     void *arg, struct lc_error *err)
 {
-    while (n) {
-        size_t take = n < FEED_CHUNK ? n : FEED_CHUNK;
-        if (*done)
-            return lc_err_set(err, LC_ECORRUPT, "trailing data after lz4 frame in %s", key);
-        ap->dec_out.len = 0;
-        int rc = lc_lz4_dec_update(dec, p, take, &ap->dec_out, done, err);
-        if (rc) {
-            lc_err_wrap(err, "corrupt lz4 in %s", key);
-            err->code = rc == LC_ENOMEM ? LC_ENOMEM : LC_ECORRUPT;
-            return err->code;
-        }
-        if (ap->dec_out.len && (rc = emit(arg, ap->dec_out.data, ap->dec_out.len, err)))
-            return rc;
-        p += take;
-        n -= take;
+    struct feed f = {emit, arg, 0};
+
+    if (*done && n)
+        return lc_err_set(err, LC_ECORRUPT, "trailing data after lz4 frame in %s", key);
+    int rc = lc_lz4_dec_stream(dec, p, n, feed_emit, &f, done, err);
+    if (rc && !f.emit_failed) {
+        lc_err_wrap(err, "corrupt lz4 in %s", key);
+        err->code = rc == LC_ENOMEM ? LC_ENOMEM : LC_ECORRUPT;
+        return err->code;
     }
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -668,7 +677,7 @@ static int snap_emit(void *arg, const uint8_t *b, size_t n, struct lc_error *err
 static int snap_sink_write(void *arg, const uint8_t *buf, size_t n, struct lc_error *err)
 {
     struct snapsink *s = arg;
-    int rc = dec_feed(s->ap, s->dec, buf, n, &s->done, s->key, snap_emit, s, err);
+    int rc = dec_feed(s->dec, buf, n, &s->done, s->key, snap_emit, s, err);
     if (rc)
         s->sink_failed = 1;
     return rc;
@@ -851,17 +860,17 @@ static int apply_segment(struct apply *ap, struct walw *w, struct job *j, struct
     if ((rc = lc_lz4_dec_new(&dec, err)))
         return rc;
     if (j->spool_fd < 0) {
-        rc = dec_feed(ap, dec, j->mem.data, j->mem.len, &done, j->key, wal_emit, &c, err);
+        rc = dec_feed(dec, j->mem.data, j->mem.len, &done, j->key, wal_emit, &c, err);
     } else {
         for (uint64_t off = 0; rc == 0 && off < j->len;) {
-            size_t take = j->len - off < FEED_CHUNK ? (size_t)(j->len - off) : FEED_CHUNK;
+            size_t take = j->len - off < SPOOL_CHUNK ? (size_t)(j->len - off) : SPOOL_CHUNK;
             ssize_t got = lc_pread_full(j->spool_fd, ap->scratch, take, (off_t)off);
             if (got != (ssize_t)take) {
                 rc = lc_err_set(err, LC_EIO, "read spooled %s: %s", j->key,
                                 got < 0 ? strerror(errno) : "short read");
                 break;
             }
-            rc = dec_feed(ap, dec, ap->scratch, take, &done, j->key, wal_emit, &c, err);
+            rc = dec_feed(dec, ap->scratch, take, &done, j->key, wal_emit, &c, err);
             off += take;
         }
     }
@@ -1101,7 +1110,6 @@ int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,
     if (ap->par > PAR_MAX)
         ap->par = PAR_MAX;
     ap->slots = 4 * ap->par;
-    ap->dec_out.max = DEC_OUT_MAX;
     if ((rc = set_paths(ap, o->output, err))) {
         free(ap);
         return rc;
@@ -1115,7 +1123,7 @@ int lc_restore_apply(struct lc_store *st, const struct lc_restore_plan *plan,
         return rc;
     }
     ap->jobs = calloc(ap->slots, sizeof(*ap->jobs));
-    ap->scratch = malloc(FEED_CHUNK);
+    ap->scratch = malloc(SPOOL_CHUNK);
     if (!ap->jobs || !ap->scratch) {
         rc = lc_err_set(err, LC_ENOMEM, "restore: out of memory");
         goto done;
@@ -1154,7 +1162,6 @@ done:
     }
     free(ap->jobs);
     free(ap->scratch);
-    lc_buf_free(&ap->dec_out);
     free(ap);
     return rc;
 }

@@ -449,8 +449,8 @@ static int dec_magic(struct lc_lz4_dec *d, const uint8_t *p, size_t n, struct lc
     return dec_fail(d, err, LC_ECORRUPT, what);
 }
 
-int lc_lz4_dec_update(struct lc_lz4_dec *d, const void *in, size_t n, struct lc_buf *out,
-                      int *done, struct lc_error *err)
+int lc_lz4_dec_stream(struct lc_lz4_dec *d, const void *in, size_t n, lc_lz4_emit_fn emit,
+                      void *arg, int *done, struct lc_error *err)
 {
     const uint8_t *p = in;
     int rc;
@@ -472,8 +472,10 @@ int lc_lz4_dec_update(struct lc_lz4_dec *d, const void *in, size_t n, struct lc_
         assert(src <= n && dst <= DEC_SCRATCH);
         p += src;
         n -= src;
-        if (dst && lc_buf_append(out, d->scratch, dst) < 0)
-            return dec_fail(d, err, LC_ENOMEM, "decompressed data over its bound");
+        if (dst && (rc = emit(arg, d->scratch, dst, err))) {
+            d->failed = 1; /* the consumer refused: this frame cannot go on */
+            return rc;
+        }
         if (r == 0)
             d->done = 1;
         else if (src == 0 && dst == 0)
@@ -486,6 +488,19 @@ int lc_lz4_dec_update(struct lc_lz4_dec *d, const void *in, size_t n, struct lc_
     }
     *done = d->done;
     return 0;
+}
+
+static int emit_append(void *arg, const uint8_t *b, size_t n, struct lc_error *err)
+{
+    if (lc_buf_append(arg, b, n) < 0)
+        return lc_err_set(err, LC_ENOMEM, "lz4: decompressed data over its bound");
+    return 0;
+}
+
+int lc_lz4_dec_update(struct lc_lz4_dec *d, const void *in, size_t n, struct lc_buf *out,
+                      int *done, struct lc_error *err)
+{
+    return lc_lz4_dec_stream(d, in, n, emit_append, out, done, err);
 }
 
 void lc_lz4_dec_free(struct lc_lz4_dec *d)
