@@ -442,6 +442,75 @@ static void test_lz4_foreign_frames(void **state)
     free(r);
 }
 
+/* What stream_emit saw; it refuses once `refuse_at` bytes have arrived. */
+struct emitted {
+    uint8_t *got;
+    size_t have, cap, calls, largest, refuse_at;
+};
+
+static int stream_emit(void *arg, const uint8_t *b, size_t n, struct lc_error *err)
+{
+    struct emitted *e = arg;
+    if (e->refuse_at && e->have + n >= e->refuse_at)
+        return lc_err_set(err, LC_EIO, "consumer refused");
+    assert_true(e->have + n <= e->cap);
+    memcpy(e->got + e->have, b, n);
+    e->have += n;
+    e->calls++;
+    if (n > e->largest)
+        e->largest = n;
+    return 0;
+}
+
+/* Streaming decode to a consumer: whole input at once gives every block in one piece of
+ * at most 4 MiB; the consumer's own error comes back as it is and fails the frame. */
+static void test_lz4_stream_to_consumer(void **state)
+{
+    LZ4F_preferences_t p;
+    struct lc_buf z = {0};
+    struct lc_error err = {0};
+    struct lc_lz4_dec *d;
+    size_t n = 9u << 20;
+    uint8_t *t = text_bytes(n);
+    struct emitted e = {.got = malloc(n), .cap = n};
+    int done = 0;
+
+    (void)state;
+    assert_non_null(e.got);
+    memset(&p, 0, sizeof(p));
+    p.frameInfo.blockSizeID = LZ4F_max4MB;
+    p.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+    lz4f_encode(t, n, &p, &z);
+    assert_int_equal(lc_lz4_dec_new(&d, &err), 0);
+    assert_int_equal(lc_lz4_dec_stream(d, z.data, z.len, stream_emit, &e, &done, &err), 0);
+    assert_true(done);
+    assert_int_equal(e.have, n);
+    assert_memory_equal(e.got, t, n);
+    assert_int_equal(e.calls, 3); /* 4 + 4 + 1 MiB */
+    assert_int_equal(e.largest, (size_t)4 << 20);
+
+    /* the consumer fails in the second block: its code and message, then refusal */
+    lc_lz4_dec_reset(d);
+    e.have = e.calls = 0;
+    e.refuse_at = 5u << 20;
+    assert_int_equal(lc_lz4_dec_stream(d, z.data, z.len, stream_emit, &e, &done, &err), LC_EIO);
+    assert_string_equal(err.msg, "consumer refused");
+    assert_false(done);
+    assert_int_equal(e.have, (size_t)4 << 20);
+    assert_int_equal(lc_lz4_dec_stream(d, z.data, 4, stream_emit, &e, &done, &err), LC_EINVAL);
+    /* after a reset the same decoder decodes the frame again */
+    lc_lz4_dec_reset(d);
+    e.have = e.calls = 0;
+    e.refuse_at = 0;
+    assert_int_equal(lc_lz4_dec_stream(d, z.data, z.len, stream_emit, &e, &done, &err), 0);
+    assert_true(done);
+    assert_memory_equal(e.got, t, n);
+    lc_lz4_dec_free(d);
+    lc_buf_free(&z);
+    free(t);
+    free(e.got);
+}
+
 /* Streaming decode with tiny inputs and the output drained between calls. */
 static void test_lz4_streaming_decoder(void **state)
 {
@@ -832,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_lz4_streaming_encoder),
         cmocka_unit_test(test_lz4_foreign_frames),
         cmocka_unit_test(test_lz4_streaming_decoder),
+        cmocka_unit_test(test_lz4_stream_to_consumer),
         cmocka_unit_test(test_lz4_truncated),
         cmocka_unit_test(test_lz4_reset_after_sized_frame),
         cmocka_unit_test(test_lz4_corrupt_bytes),
