@@ -10,7 +10,7 @@ PKGS     = sqlite3 inih liblz4
 S3PKGS   = libcurl libcrypto
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -Iinclude -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) $(S3PKGS) 2>/dev/null)
-LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -pthread
 S3LIBS   = $(shell pkg-config --libs $(S3PKGS) 2>/dev/null)
 PREFIX  ?= /usr/local
 B        = build

@@ -27,6 +27,8 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +47,8 @@
 #define RETRY_DELAY_NS 200000000LL       /* times the attempt number */
 #define TMP_PATH_MAX (LC_PATH_MAX + 16)
 #define WRITEBACK_CHUNK (8u << 20)
+#define WB_SLOT ((size_t)4 << 20)      /* bytes per buffer handed to the writer thread */
+#define WB_SLOTS 3                      /* buffers: one filling, two being written */
 #define RELIST_DELAY_NS 50000000LL       /* between listings of a replica seen changing */
 
 static void sleep_until(int64_t mono_ns);
@@ -632,14 +636,190 @@ static int dec_feed(struct lc_lz4_dec *dec, const uint8_t *p, size_t n, int *don
 /* ------------------------------------------------------------------------------------ */
 /* Snapshot                                                                              */
 
+/* The snapshot's writer thread. Decompressing and verifying (liblz4, XXH32) and copying
+ * into the page cache (pwrite) each take about half of a snapshot restore's CPU time, so
+ * the decoder fills one buffer while a second thread writes the previous ones to OUT.tmp,
+ * in order, at their offsets, starting writeback every WRITEBACK_CHUNK. The thread touches
+ * nothing but the fd and these buffers, blocks every signal, and stops at the first write
+ * error, which the decoder side sees at its next hand-over. */
+struct wb {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd;
+    int started, stop;    /* under mu */
+    int werr;             /* the first write's errno, 0 if none (under mu) */
+    unsigned queued;      /* buffers handed over and not yet written (under mu) */
+    unsigned head;        /* next buffer the thread writes (under mu) */
+    unsigned fill;        /* the buffer being filled (decoder side only) */
+    uint8_t *buf[WB_SLOTS];
+    size_t len[WB_SLOTS];
+    uint64_t off[WB_SLOTS];
+    uint64_t flushed;     /* thread only */
+};
+
+static void *wb_main(void *arg)
+{
+    struct wb *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->queued && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->queued)
+            break;
+        unsigned i = w->head;
+        int e = 0, skip = w->werr != 0; /* after an error the rest is dropped */
+        pthread_mutex_unlock(&w->mu);
+        if (!skip && lc_pwrite_full(w->fd, w->buf[i], w->len[i], (off_t)w->off[i]) < 0)
+            e = errno ? errno : EIO;
+        uint64_t end = w->off[i] + w->len[i];
+        if (!skip && !e && end - w->flushed >= WRITEBACK_CHUNK) {
+            /* a hint: errors surface at the final fsync */
+            (void)sync_file_range(w->fd, (off_t)w->flushed, (off_t)(end - w->flushed),
+                                  SYNC_FILE_RANGE_WRITE);
+            w->flushed = end;
+        }
+        pthread_mutex_lock(&w->mu);
+        if (e && !w->werr)
+            w->werr = e;
+        w->head = (i + 1) % WB_SLOTS;
+        w->queued--;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int wb_start(struct wb *w, int fd, struct lc_error *err)
+{
+    sigset_t all, old;
+
+    memset(w, 0, sizeof(*w));
+    w->fd = fd;
+    for (unsigned i = 0; i < WB_SLOTS; i++) {
+        if (!(w->buf[i] = malloc(WB_SLOT))) {
+            while (i--)
+                free(w->buf[i]);
+            return lc_err_set(err, LC_ENOMEM, "restore: out of memory");
+        }
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&w->th, NULL, wb_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        for (unsigned i = 0; i < WB_SLOTS; i++)
+            free(w->buf[i]);
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        return lc_err_set(err, LC_ENOMEM, "restore: cannot start the writer thread: %s",
+                          strerror(e));
+    }
+    w->started = 1;
+    return 0;
+}
+
+/* Hand over the buffer being filled (if it holds anything) and wait for a free one. */
+static int wb_push(struct wb *w)
+{
+    int e;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->len[w->fill]) {
+        w->queued++;
+        pthread_cond_broadcast(&w->cv);
+        w->fill = (w->fill + 1) % WB_SLOTS;
+        while (w->queued == WB_SLOTS && !w->werr)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->werr)
+            w->len[w->fill] = 0; /* not queued: queued < WB_SLOTS */
+    }
+    e = w->werr;
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* Wait until everything handed over is written; the first write error's errno, or 0. */
+static int wb_drain(struct wb *w)
+{
+    int e = wb_push(w);
+
+    pthread_mutex_lock(&w->mu);
+    while (w->queued)
+        pthread_cond_wait(&w->cv, &w->mu);
+    e = w->werr;
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* Append n bytes at offset off (the decoder's output is contiguous). */
+static int wb_write(struct wb *w, const uint8_t *b, size_t n, uint64_t off)
+{
+    while (n) {
+        unsigned f = w->fill;
+        if (w->len[f] == 0)
+            w->off[f] = off;
+        size_t take = WB_SLOT - w->len[f];
+        if (take > n)
+            take = n;
+        memcpy(w->buf[f] + w->len[f], b, take);
+        w->len[f] += take;
+        b += take;
+        off += take;
+        n -= take;
+        if (w->len[f] == WB_SLOT) {
+            int e = wb_push(w);
+            if (e)
+                return e;
+        }
+    }
+    return 0;
+}
+
+/* Forget what is being filled and start writing back from the beginning (a retry). */
+static int wb_reset(struct wb *w)
+{
+    int e;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->queued)
+        pthread_cond_wait(&w->cv, &w->mu);
+    e = w->werr;
+    w->werr = 0;
+    w->flushed = 0;
+    for (unsigned i = 0; i < WB_SLOTS; i++)
+        w->len[i] = 0;
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+static void wb_stop(struct wb *w)
+{
+    if (!w->started)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    for (unsigned i = 0; i < WB_SLOTS; i++)
+        free(w->buf[i]);
+    w->started = 0;
+}
+
 struct snapsink {
     struct apply *ap;
     const char *key;
     int fd;                  /* OUT.tmp */
     struct lc_lz4_dec *dec;
     int done;                /* frame ended */
-    uint64_t pos;            /* decompressed bytes written */
-    uint64_t flushed;        /* written back up to here (see snap_emit) */
+    uint64_t pos;            /* decompressed bytes handed to the writer thread */
+    struct wb wb;
     uint8_t head[100];       /* the SQLite database header */
     size_t headlen;
     int sink_failed;
@@ -660,17 +840,10 @@ static int snap_emit(void *arg, const uint8_t *b, size_t n, struct lc_error *err
             return lc_err_set(err, LC_ECORRUPT, "snapshot %s is not a sqlite database",
                               s->key);
     }
-    if (lc_pwrite_full(s->fd, b, n, (off_t)s->pos) < 0)
-        return lc_err_set(err, LC_EIO, "write %s: %s", s->ap->tmp, strerror(errno));
+    int e = wb_write(&s->wb, b, n, s->pos);
+    if (e)
+        return lc_err_set(err, LC_EIO, "write %s: %s", s->ap->tmp, strerror(e));
     s->pos += n;
-    /* start writing back what is written while decompression goes on, so the final
-     * fsync waits for the last WRITEBACK_CHUNK only, not for the whole database (a
-     * hint: errors surface at that fsync) */
-    if (s->pos - s->flushed >= WRITEBACK_CHUNK) {
-        (void)sync_file_range(s->fd, (off_t)s->flushed, (off_t)(s->pos - s->flushed),
-                              SYNC_FILE_RANGE_WRITE);
-        s->flushed = s->pos;
-    }
     return 0;
 }
 
@@ -690,8 +863,9 @@ static int snap_sink_reset(void *arg, struct lc_error *err)
     lc_lz4_dec_free(s->dec);
     s->dec = NULL;
     s->done = 0;
-    s->pos = s->flushed = 0;
+    s->pos = 0;
     s->headlen = 0;
+    (void)wb_reset(&s->wb); /* a write error is why we are here, or was reported */
     if (ftruncate(s->fd, 0) < 0) {
         s->sink_failed = 1;
         return lc_err_set(err, LC_EIO, "truncate %s: %s", s->ap->tmp, strerror(errno));
@@ -723,6 +897,8 @@ static int restore_snapshot(struct apply *ap, struct lc_error *err)
         rc = lc_err_set(err, LC_EIO, "chmod %s: %s", ap->tmp, strerror(errno));
         goto out;
     }
+    if ((rc = wb_start(&s.wb, s.fd, err)))
+        goto out;
     lc_info("restoring snapshot", "generation=%s index=%08x path=\"%s\"", plan->gen,
             plan->snap.index, ap->tmp);
     for (int attempt = 1;; attempt++) {
@@ -743,6 +919,11 @@ static int restore_snapshot(struct apply *ap, struct lc_error *err)
         rc = lc_err_set(err, LC_ECORRUPT, "truncated lz4 frame in %s", key);
         goto out;
     }
+    int e = wb_drain(&s.wb);
+    if (e) {
+        rc = lc_err_set(err, LC_EIO, "write %s: %s", ap->tmp, strerror(e));
+        goto out;
+    }
     if (s.headlen < sizeof(s.head) || memcmp(s.head, "SQLite format 3", 16) != 0) {
         rc = lc_err_set(err, LC_ECORRUPT, "snapshot %s is not a sqlite database", key);
         goto out;
@@ -757,6 +938,7 @@ static int restore_snapshot(struct apply *ap, struct lc_error *err)
     }
     rc = 0;
 out:
+    wb_stop(&s.wb);
     lc_lz4_dec_free(s.dec);
     if (close(s.fd) < 0 && rc == 0)
         rc = lc_err_set(err, LC_EIO, "close %s: %s", ap->tmp, strerror(errno));
