@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define LC_ERR_LEN 512
 
@@ -59,6 +60,9 @@ void lc_duration_format(int64_t ns, char *buf, size_t len);
 /* Read up to len bytes at off; returns bytes read (less than len only at EOF) or -1. */
 ssize_t lc_pread_full(int fd, void *buf, size_t len, off_t off);
 int lc_pwrite_full(int fd, const void *buf, size_t len, off_t off);
+/* pwritev(2) until every byte is written (EINTR retried, short writes resumed); iov is
+ * consumed (modified). 0, or -1 with errno. */
+int lc_pwritev_full(int fd, struct iovec *iov, int cnt, off_t off);
 int lc_write_full(int fd, const void *buf, size_t len);
 /* Read a whole small file (at most max bytes) into a malloc'd buffer. */
 int lc_read_file(const char *path, size_t max, uint8_t **out, size_t *outlen, struct lc_error *err);

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int lc_err_set(struct lc_error *err, int code, const char *fmt, ...)
@@ -314,6 +315,34 @@ int lc_pwrite_full(int fd, const void *buf, size_t len, off_t off)
             return -1;
         }
         done += (size_t)n;
+    }
+    return 0;
+}
+
+int lc_pwritev_full(int fd, struct iovec *iov, int cnt, off_t off)
+{
+    while (cnt > 0) {
+        ssize_t n = pwritev(fd, iov, cnt, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        off += (off_t)n;
+        /* drop what was written: whole buffers, then the front of a partial one */
+        while (cnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
     }
     return 0;
 }

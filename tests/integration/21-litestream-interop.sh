@@ -24,12 +24,23 @@ wait_log daemon 'snapshot written' 5
 "$TOOLS/lc-writer" "$DB" --count 600 --min-bytes 100 --max-bytes 8000 --delete-every 100 \
     --keep 50 --autocheckpoint 0 2>/dev/null
 t_is "$?" 0 "writer ok"
+# a VACUUM shrinks the file inside a WAL index (its commit gives fewer pages than the
+# snapshot had), then the database grows again in the same index
+pages0=$(sqlite3 "$DB" 'PRAGMA page_count')
+sqlite3 "$DB" 'PRAGMA wal_autocheckpoint = 0; DELETE FROM t WHERE n % 2 = 0; VACUUM' >/dev/null
+t_ok "the VACUUM shrank the database ($pages0 pages before)" \
+    test "$(sqlite3 "$DB" 'PRAGMA page_count')" -lt "$pages0"
+"$TOOLS/lc-writer" "$DB" --count 50 --min-bytes 100 --max-bytes 8000 --autocheckpoint 0 \
+    2>/dev/null
 sleep 1
 stop_bg daemon TERM
 "$LITESTREAM" restore -o "$T/theirs-of-ours.db" "file://$REP" 2>"$T/ls-restore.log"
 t_is "$?" 0 "litestream restore of a litecast replica exits 0"
 t_is "$(db_check "$T/theirs-of-ours.db")" "$(db_check "$DB")" \
     "litestream's restore of our replica equals the source"
+"$LITECAST" restore -o "$T/ours-of-ours.db" "file://$REP" 2>/dev/null
+t_ok "litecast's restore of our replica is byte-identical to litestream's (SQLite's replay)" \
+    cmp "$T/theirs-of-ours.db" "$T/ours-of-ours.db"
 nobj=$(find "$REP/generations" -name '*.wal.lz4' | wc -l)
 nsnap=$(find "$REP/generations" -name '*.snapshot.lz4' | wc -l)
 nls=$("$LITESTREAM" wal "file://$REP" 2>/dev/null | tail -n +2 | wc -l)
@@ -72,6 +83,7 @@ t_is "$(db_check "$T/lc-latest.db")" "$(db_check "$T/ls-latest.db")" \
     "litecast's restore equals litestream's at the latest state"
 t_is "$(db_check "$T/lc-latest.db" | field hash)" "$(db_check "$DB2" | field hash)" \
     "and equals the source"
+t_ok "and is byte-identical to litestream's" cmp "$T/lc-latest.db" "$T/ls-latest.db"
 gen=$(ls "$REP2/generations" | head -n 1)
 idx=$(ls "$REP2/generations/$gen/wal" | sed 's/_.*//' | sort -u | sed -n 2p)
 t_ok "litestream wrote more than one WAL index" test -n "$idx"
@@ -79,5 +91,6 @@ t_ok "litestream wrote more than one WAL index" test -n "$idx"
 "$LITECAST" restore -o "$T/lc-idx.db" --index "$idx" "file://$REP2" 2>/dev/null
 t_is "$(db_check "$T/lc-idx.db")" "$(db_check "$T/ls-idx.db")" \
     "litecast's restore at --index $idx equals litestream's -index $idx"
+t_ok "byte for byte" cmp "$T/lc-idx.db" "$T/ls-idx.db"
 
 done_testing
