@@ -56,11 +56,16 @@ fails_cleanly() { # NAME RULES ERROR-REGEX
 fails_cleanly enospc-first "pwrite:enospc:#1" "write .*enospc-first\.db\.tmp: No space left on device"
 fails_cleanly enospc-mid "pwrite:enospc:#6" "write .*enospc-mid\.db\.tmp: No space left on device"
 fails_cleanly eio-all "pwrite:eio:#4+" "write .*eio-all\.db\.tmp: Input/output error"
+# the snapshot takes ten 4 MiB writes; later ones are the WAL chain's pwritev of pages
+fails_cleanly enospc-wal "pwrite:enospc:#14" \
+    "write wal index [0-9a-f]{8} to .*enospc-wal\.db\.tmp: No space left on device"
 fails_cleanly fsync-eio "fsync:eio:#1" "fsync .*fsync-eio\.db\.tmp: Input/output error"
 
 restore_with short "pwrite:short:0.5"
 t_is "$?" 0 "short writes: the restore succeeds"
 t_ok "short writes: the shim shortened some" test -s "$T/short.faults"
+t_ok "short writes: among them the WAL chain's (more than the snapshot's ten buffers)" \
+    test "$(grep -c 'pwrite short' "$T/short.faults")" -gt 20
 t_is "$(db_check "$T/short.db")" "$want" "short writes: the restore equals the source"
 
 "$LITECAST" restore -o "$T/clean.db" "file://$REP" 2>"$T/clean.err"

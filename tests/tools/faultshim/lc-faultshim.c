@@ -457,6 +457,26 @@ ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
             errno = fail_errno(r->kind);
             return -1;
         }
+        if (r && cnt > 0 && cnt <= 1024) {
+            /* short: about half the bytes, usually ending inside a buffer */
+            struct iovec cut[1024];
+            size_t total = 0, want, have = 0;
+            int k = 0;
+            for (int i = 0; i < cnt; i++)
+                total += iov[i].iov_len;
+            want = total / 2 + 1;
+            while (k < cnt && have < want) {
+                cut[k] = iov[k];
+                if (have + cut[k].iov_len > want)
+                    cut[k].iov_len = want - have;
+                have += cut[k].iov_len;
+                k++;
+            }
+            if (total > 1) {
+                note(C_PWRITE, K_SHORT, fd_name(fd));
+                return real_pwritev(fd, cut, k, off);
+            }
+        }
     }
     return real_pwritev(fd, iov, cnt, off);
 }
