@@ -11,7 +11,7 @@
  *                          (write also covers writev; pwrite pwrite64/pwritev; fsync
  *                          fdatasync; rename renameat/renameat2; open open64/openat/creat;
  *                          close reports an error after really closing)
- *                    KIND  eio enospc edquot eintr short (short: write/pwrite only, writes
+ *                    KIND  eio enospc edquot eintr einval short (short: write/pwrite only, writes
  *                          about half the bytes and returns that count), kill (the
  *                          process SIGKILLs itself instead of making the call: a crash
  *                          at an exact point, e.g. a writer's WAL fsync)
@@ -53,8 +53,9 @@ enum call { C_WRITE, C_PWRITE, C_FSYNC, C_RENAME, C_OPEN, C_FTRUNCATE, C_MKDIR, 
             C_CLOSE, C_N };
 static const char *const call_names[C_N] = {"write", "pwrite", "fsync", "rename", "open",
                                             "ftruncate", "mkdir", "unlink", "close"};
-enum kind { K_EIO, K_ENOSPC, K_EDQUOT, K_EINTR, K_SHORT, K_KILL };
-static const char *const kind_names[] = {"eio", "enospc", "edquot", "eintr", "short", "kill"};
+enum kind { K_EIO, K_ENOSPC, K_EDQUOT, K_EINTR, K_SHORT, K_KILL, K_EINVAL };
+static const char *const kind_names[] = {"eio",  "enospc", "edquot", "eintr",
+                                         "short", "kill",  "einval"};
 
 #define MAX_RULES 32
 #define MAX_PREFIX 8
@@ -365,6 +366,7 @@ static int fail_errno(enum kind k)
     case K_ENOSPC: return ENOSPC;
     case K_EDQUOT: return EDQUOT;
     case K_EINTR: return EINTR;
+    case K_EINVAL: return EINVAL;
     default: return EIO;
     }
 }
