@@ -334,8 +334,11 @@ fail:
 }
 
 /* Copy committed frames of the shadow's incarnation from the real WAL, between the
- * shadow's end and wal_end, into the shadow. Two passes when the new bytes exceed the
- * scratch buffer: scan to find the last commit, then copy; one pass otherwise. */
+ * shadow's end and wal_end, into the shadow. One pass: each chunk read is verified, its
+ * committed part written, and the frames after its last commit (part of a transaction
+ * the next chunk completes) carried to the front of the buffer, so every byte is read
+ * once and what is written is exactly what was verified. Only a transaction larger than
+ * the buffer is read twice: scanned on to its commit, then copied. */
 static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, struct lc_error *err)
 {
     struct lc_shadow *sh = &db->sh;
@@ -343,9 +346,10 @@ static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, stru
     uint8_t *buf = scratch();
     uint64_t fsz = lc_wal_frame_size(sh->hdr.page_size);
     size_t chunk = (size_t)(SCRATCH_SIZE / fsz * fsz);
-    uint64_t start = sh->size;
-    int chunks = 0;
-    int rc;
+    uint64_t start = sh->size, done = start; /* done: written up to here (a commit end) */
+    size_t fill = 0;   /* verified frames past done held at buf[0], uncommitted so far */
+    int overflow = 0;  /* a transaction outgrew buf: scan only, copy after */
+    int rc = 0;
 
     *added = 0;
     if (!buf)
@@ -354,43 +358,54 @@ static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, stru
         return 0;
     lc_wal_cursor_init(&cur, &sh->hdr, start, sh->ck);
     while (cur.off < wal_end && cur.stop == LC_WAL_OK) {
+        if (fill == chunk) {
+            overflow = 1;
+            fill = 0;
+        }
         uint64_t left = wal_end - cur.off;
-        size_t want = left < chunk ? (size_t)left : chunk;
-        ssize_t n = lc_pread_full(db->walfd, buf, want, (off_t)cur.off);
-        if (n < 0)
-            return lc_err_set(err, LC_EIO, "read %s: %s", db->wal_path, strerror(errno));
+        size_t want = left < chunk - fill ? (size_t)left : chunk - fill;
+        ssize_t n = lc_pread_full(db->walfd, buf + fill, want, (off_t)cur.off);
+        if (n < 0) {
+            rc = lc_err_set(err, LC_EIO, "read %s: %s", db->wal_path, strerror(errno));
+            goto fail;
+        }
         n = (ssize_t)((uint64_t)n / fsz * fsz);
         if (n == 0)
             break;
-        chunks++;
-        if (lc_wal_cursor_feed(&cur, buf, (size_t)n) < (size_t)n)
+        size_t fed = lc_wal_cursor_feed(&cur, buf + fill, (size_t)n);
+        fill += fed;
+        if (!overflow && cur.commit_off > done) {
+            size_t len = (size_t)(cur.commit_off - done);
+            if ((rc = lc_shadow_write(sh, done, buf, len, err)) < 0)
+                goto fail;
+            memmove(buf, buf + len, fill - len);
+            fill -= len;
+            done = cur.commit_off;
+        }
+        if (fed < (size_t)n)
             break;
+    }
+    while (done < cur.commit_off) { /* after an overflow: read the rest again */
+        size_t want = cur.commit_off - done < chunk ? (size_t)(cur.commit_off - done) : chunk;
+        ssize_t n = lc_pread_full(db->walfd, buf, want, (off_t)done);
+        if (n != (ssize_t)want) {
+            rc = lc_err_set(err, LC_EIO, "read %s: %s", db->wal_path,
+                            n < 0 ? strerror(errno) : "short read");
+            goto fail;
+        }
+        if ((rc = lc_shadow_write(sh, done, buf, want, err)) < 0)
+            goto fail;
+        done += want;
     }
     if (cur.commit_off <= start)
         return 0;
-    uint64_t len = cur.commit_off - start;
-    if (chunks == 1) {
-        rc = lc_shadow_write(sh, start, buf, (size_t)len, err);
-    } else {
-        rc = 0;
-        for (uint64_t off = start; off < cur.commit_off && rc == 0;) {
-            size_t want = (cur.commit_off - off) < chunk ? (size_t)(cur.commit_off - off) : chunk;
-            ssize_t n = lc_pread_full(db->walfd, buf, want, (off_t)off);
-            if (n != (ssize_t)want)
-                rc = lc_err_set(err, LC_EIO, "read %s: short read", db->wal_path);
-            else
-                rc = lc_shadow_write(sh, off, buf, want, err);
-            off += want;
-        }
-    }
-    if (rc < 0) {
-        lc_shadow_rollback(sh);
-        return rc;
-    }
     lc_shadow_commit(sh, cur.commit_off, cur.commit_ck);
-    *added = len;
-    db->stats.wal_bytes += len;
+    *added = cur.commit_off - start;
+    db->stats.wal_bytes += *added;
     return 0;
+fail:
+    lc_shadow_rollback(sh);
+    return rc;
 }
 
 /* The end of the WAL that SQLite has published: 32 + mxFrame frames, from the wal-index

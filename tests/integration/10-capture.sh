@@ -43,8 +43,9 @@ start_bg daemon "$LITECAST" replicate -c "$T/lc.ini"
 t_ok "daemon starts a generation" wait_log daemon 'new generation' 5
 t_like "$(cat "$T/daemon.log")" 'reason="(no generation exists|wal header mismatch)"' \
     "the new generation says why"
+# every 100th commit is a 1.5 MB row: a transaction larger than the 512 KiB read buffer
 start_bg writer "$TOOLS/lc-writer" "$DB" --count 300 --rate 200 --autocheckpoint 0 \
-    --min-bytes 10 --max-bytes 9000 --log "$T/commits.log"
+    --min-bytes 10 --max-bytes 9000 --big-every 100 --big-bytes 1500000 --log "$T/commits.log"
 stop_bg writer wait
 t_is "$?" 0 "writer finished without SQLITE_BUSY or any error"
 start_ms=$(date +%s%3N)
