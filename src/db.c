@@ -400,6 +400,11 @@ static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, stru
     if (cur.commit_off <= start)
         return 0;
     lc_shadow_commit(sh, cur.commit_off, cur.commit_ck);
+    /* start writing these WAL pages to disk now: SQLite's checkpoint fsyncs the WAL
+     * before back-filling, under our write lock when it is ours, and then has less to
+     * wait for (the pages reach the disk before the checkpoint either way) */
+    (void)sync_file_range(db->walfd, (off_t)start, (off_t)(cur.commit_off - start),
+                          SYNC_FILE_RANGE_WRITE);
     *added = cur.commit_off - start;
     db->stats.wal_bytes += *added;
     return 0;
