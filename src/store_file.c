@@ -187,11 +187,12 @@ static int file_put(struct lc_store_file *fs, const char *key, struct lc_store_s
         if ((rc = make_parents(fs, tmp, err)))
             return rc;
     }
-    if (posix_memalign((void **)&buf, DIO_ALIGN, CHUNK) != 0) {
-        buf = NULL;
+    void *mem;
+    if (posix_memalign(&mem, DIO_ALIGN, CHUNK) != 0) {
         rc = lc_err_set(err, LC_ENOMEM, "put %s: out of memory", key);
         goto fail;
     }
+    buf = mem;
     for (size_t fill = 0;;) { /* whole CHUNKs, then the rest */
         ssize_t n = src->read(src->arg, buf + fill, CHUNK - fill, err);
         if (n < 0) {
