@@ -35,6 +35,7 @@
 #include "wal.h"
 
 #define SCRATCH_SIZE (512u * 1024)
+#define CACHE_PAGE 4096u /* page-cache page: the unit of writeback */
 #define WRITE_BUSY_MS 100       /* how long one attempt waits for the app's write lock */
 #define LOCK_SPIN_MS 10         /* of which spent retrying after sched_yield() */
 #define OPEN_BUSY_MS 2000       /* ... and at open (schema, journal mode) */
@@ -400,11 +401,15 @@ static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, stru
     if (cur.commit_off <= start)
         return 0;
     lc_shadow_commit(sh, cur.commit_off, cur.commit_ck);
-    /* start writing these WAL pages to disk now: SQLite's checkpoint fsyncs the WAL
-     * before back-filling, under our write lock when it is ours, and then has less to
-     * wait for (the pages reach the disk before the checkpoint either way) */
-    (void)sync_file_range(db->walfd, (off_t)start, (off_t)(cur.commit_off - start),
-                          SYNC_FILE_RANGE_WRITE);
+    /* start writing the WAL pages these frames filled to disk now: SQLite's checkpoint
+     * fsyncs the WAL before back-filling, under our write lock when it is ours, and then
+     * has less to wait for. Only whole pages: a partly filled one is written again by
+     * the next commit, and it reaches the disk at the checkpoint either way. */
+    uint64_t pg_lo = (start + CACHE_PAGE - 1) / CACHE_PAGE * CACHE_PAGE;
+    uint64_t pg_hi = cur.commit_off / CACHE_PAGE * CACHE_PAGE;
+    if (pg_hi > pg_lo)
+        (void)sync_file_range(db->walfd, (off_t)pg_lo, (off_t)(pg_hi - pg_lo),
+                              SYNC_FILE_RANGE_WRITE);
     *added = cur.commit_off - start;
     db->stats.wal_bytes += *added;
     return 0;
