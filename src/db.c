@@ -403,9 +403,10 @@ static int copy_frames(struct lc_db *db, uint64_t wal_end, uint64_t *added, stru
     lc_shadow_commit(sh, cur.commit_off, cur.commit_ck);
     /* start writing the WAL pages these frames filled to disk now: SQLite's checkpoint
      * fsyncs the WAL before back-filling, under our write lock when it is ours, and then
-     * has less to wait for. Only whole pages: a partly filled one is written again by
-     * the next commit, and it reaches the disk at the checkpoint either way. */
-    uint64_t pg_lo = (start + CACHE_PAGE - 1) / CACHE_PAGE * CACHE_PAGE;
+     * has less to wait for. Only pages these frames completed: a partly filled one is
+     * written again by the next commit, and reaches the disk at the checkpoint either
+     * way. The page holding start was left out by the previous sync, so it starts here. */
+    uint64_t pg_lo = start / CACHE_PAGE * CACHE_PAGE;
     uint64_t pg_hi = cur.commit_off / CACHE_PAGE * CACHE_PAGE;
     if (pg_hi > pg_lo)
         (void)sync_file_range(db->walfd, (off_t)pg_lo, (off_t)(pg_hi - pg_lo),
