@@ -29,7 +29,10 @@ Q = @
 endif
 
 .PHONY: all deps run check unit unit-asan integration bench soak install format clean fuzz fuzz-check check-valgrind
-all: deps litecast $(TOOLS)
+# deps first, then the build: under make -j the compilers would race the package install
+all:
+	$(Q)scripts/deps
+	$(Q)$(MAKE) --no-print-directory litecast $(TOOLS)
 
 deps:
 	$(Q)scripts/deps
