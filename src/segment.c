@@ -34,8 +34,13 @@
  *   end mark   00 00 00 00
  *   [content checksum, 4 bytes: xxHash32 of all decompressed bytes]   when flagged
  *
- * We write what Litestream v0.3.13 writes: 4 MiB independent blocks, content checksum,
- * no block checksums, no content size, the fastest level. We read any valid frame
+ * We write what Litestream v0.3.13 writes (content checksum, independent blocks, no block
+ * checksums, no content size, the fastest level) but in 64 KiB blocks where it uses
+ * 4 MiB: a whole block in one update lets liblz4 compress it straight from our read
+ * buffer, where a 4 MiB block is first copied into liblz4's own staging buffer (a memcpy
+ * of every shipped byte, and 8 MiB of buffers a frame). LZ4's matches reach back 64 KiB
+ * at most, so smaller blocks cost only a 4-byte header a block. Litestream v0.3.13
+ * restores such frames (the interop test checks it). We read any valid frame
  * (linked blocks, any block size, any checksum combination, content size) because other
  * writers, including the lz4 CLI used to build fixtures, choose differently. Exactly one
  * frame per object: a bad magic (skippable and legacy frames included), a failed header,
@@ -47,7 +52,7 @@
  * Output always goes into a struct lc_buf and never past its max. The encoder feeds
  * liblz4 at most up to the next block boundary per call, and tracks how much input liblz4
  * is holding, so it reserves exactly what liblz4 demands: 8 bytes while input is merely
- * buffered, one worst-case block (4 MiB + 12) when a block is due. The decoder writes
+ * buffered, one worst-case block (64 KiB + 12) when a block is due. The decoder writes
  * into a fixed scratch buffer and appends only what was produced, so the size fields of an
  * untrusted frame (content size, block sizes) never decide an allocation; liblz4's own
  * buffers are bounded by the 4 MiB format maximum. Both are reusable: the encoder starts
@@ -61,9 +66,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ENC_BLOCK ((size_t)4 << 20) /* LZ4F_max4MB */
-#define ENC_FRAME_END 8             /* what liblz4 adds to every bound: end mark + checksum */
-#define ENC_BLOCK_HDR 4             /* block size word */
+#define ENC_BLOCK ((size_t)64 << 10)  /* LZ4F_max64KB */
+#define ENC_FRAME_END 8               /* what liblz4 adds to every bound: end mark + checksum */
+#define ENC_BLOCK_HDR 4               /* block size word */
 #define DEC_SCRATCH ((size_t)4 << 20) /* a whole block: liblz4 decodes into it directly */
 
 static const uint8_t lz4_magic[4] = {0x04, 0x22, 0x4d, 0x18};
@@ -222,7 +227,7 @@ struct lc_lz4_enc {
 };
 
 static const LZ4F_preferences_t enc_prefs = {
-    .frameInfo = {.blockSizeID = LZ4F_max4MB,
+    .frameInfo = {.blockSizeID = LZ4F_max64KB,
                   .blockMode = LZ4F_blockIndependent,
                   .contentChecksumFlag = LZ4F_contentChecksumEnabled,
                   .frameType = LZ4F_frame,
