@@ -16,8 +16,9 @@
  *
  * At the end one line goes to stdout: commits, commits/s, the longest commit, the WAL bytes
  * written (frames appended by this connection, counted with a WAL hook that also runs
- * SQLite's usual PASSIVE autocheckpoint) and the largest -wal file size seen (sampled after
- * commits, at most every 100 ms). Uses only libsqlite3 and libc. */
+ * SQLite's usual PASSIVE autocheckpoint), the largest -wal file size seen (sampled after
+ * commits, at most every 100 ms), and the time those autocheckpoints took inside our
+ * commits (in all, and the longest). Uses only libsqlite3 and libc. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -64,6 +65,8 @@ struct bw {
     struct rec *recs;    /* log records, when --log */
     size_t nrec, caprec;
     long busy_retries;   /* transactions retried after SQLITE_BUSY */
+    int64_t ckpt_ns;     /* time in our own autocheckpoints */
+    int64_t max_ckpt_ns; /* the longest of them */
 };
 
 static volatile sig_atomic_t stop;
@@ -155,7 +158,12 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int nframes)
     w->wal_frames += restarted ? nframes : nframes - w->prev_frames;
     w->prev_frames = nframes;
     if (w->autockpt > 0 && nframes >= w->autockpt) {
+        int64_t t0 = now_ns(CLOCK_MONOTONIC);
         int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        int64_t d = now_ns(CLOCK_MONOTONIC) - t0;
+        w->ckpt_ns += d;
+        if (d > w->max_ckpt_ns)
+            w->max_ckpt_ns = d;
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
             fprintf(stderr, "lc-benchwriter: checkpoint: %s\n", sqlite3_errstr(rc));
     }
@@ -452,10 +460,12 @@ int main(int argc, char **argv)
         failed = 1;
     double secs = elapsed > 0 ? (double)elapsed / 1e9 : 0;
     printf("commits=%ld first_k=%lld last_k=%lld elapsed_s=%.3f commits_per_s=%.1f "
-           "max_commit_ms=%.3f wal_bytes=%lld max_wal_bytes=%lld busy_retries=%ld\n",
+           "max_commit_ms=%.3f wal_bytes=%lld max_wal_bytes=%lld busy_retries=%ld "
+           "ckpt_s=%.3f max_ckpt_ms=%.3f\n",
            done, (long long)first_k, (long long)(k - 1), secs, secs > 0 ? done / secs : 0.0,
            (double)max_dur / 1e6, (long long)(w.wal_frames * (w.page_size + 24)),
-           (long long)w.max_wal, w.busy_retries);
+           (long long)w.max_wal, w.busy_retries, (double)w.ckpt_ns / 1e9,
+           (double)w.max_ckpt_ns / 1e6);
     free(buf);
     free(w.recs);
     if (fflush(stdout) != 0)
