@@ -816,6 +816,16 @@ static void fire(void *arg, enum lc_sync_why why)
     db->in_sync = 1;
     int rc = lc_db_sync(db, why, &err);
     db->in_sync = 0;
+    /* the watch went quiet at the event that led here (see watch.c): re-arm it now that
+     * the WAL is copied, and sync once more for a commit between the copy and the re-arm */
+    if (db->watch) {
+        int r = lc_watch_rearm(db->watch, db->watch_handle);
+        if (r > 0)
+            lc_trigger_event(&db->trig);
+        else if (r < 0 && rc == 0)
+            lc_debug("inotify re-arm failed; the fallback timer covers it", "db=%s",
+                     db->cfg.name);
+    }
     if (rc < 0) {
         int64_t now = lc_now_mono_ns();
         if (now - db->last_err_log_ns > ERR_LOG_EVERY_NS) {

@@ -199,6 +199,91 @@ static void test_watch_filters_names(void **state)
     rmdir(dir);
 }
 
+/* Drain whatever inotify has for the loop (events arrive within a poll). */
+static void spin(struct ev_loop *loop)
+{
+    for (int i = 0; i < 5; i++)
+        ev_run(loop, EVRUN_NOWAIT);
+}
+
+static void append(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(lc_write_full(fd, "x", 1), 0);
+    assert_int_equal(close(fd), 0);
+}
+
+/* Real inotify: a database alone in its directory goes quiet after its first write
+ * event (no further events reach it, so the app's writes stop paying for them), and
+ * lc_watch_rearm() brings the events back; with a second database in the directory the
+ * watch stays armed, and adding that second one re-arms a quiet watch and signals the
+ * first once more. */
+static void test_watch_quiet_rearm(void **state)
+{
+    char dir[] = "/tmp/lcwatch.XXXXXX";
+    char wal[256], wal2[256];
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct lc_watch *w = NULL;
+    struct lc_error err = {0};
+    struct seen s = {0}, s2 = {0};
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(wal, sizeof(wal), "%s/app.db-wal", dir);
+    snprintf(wal2, sizeof(wal2), "%s/two.db-wal", dir);
+    append(wal);
+    assert_int_equal(lc_watch_new(&w, loop, &err), 0);
+    int h = lc_watch_add(w, dir, "app.db", on_watch, &s, &err);
+    assert_true(h >= 0);
+    assert_int_equal(lc_watch_rearm(w, h), 0); /* armed: nothing to do */
+
+    /* one append is IN_MODIFY and IN_CLOSE_WRITE, both queued before we read the first */
+    append(wal);
+    spin(loop);
+    int quiet_hits = s.hits;
+    assert_true(quiet_hits >= 1 && quiet_hits <= 2);
+    assert_true(s.mask & IN_MODIFY);
+    for (int i = 0; i < 20; i++) /* quiet: these raise no event */
+        append(wal);
+    spin(loop);
+    assert_int_equal(s.hits, quiet_hits);
+
+    assert_int_equal(lc_watch_rearm(w, h), 1);
+    assert_int_equal(lc_watch_rearm(w, h), 0);
+    append(wal);
+    spin(loop);
+    assert_true(s.hits > quiet_hits && s.hits <= quiet_hits + 2);
+    quiet_hits = s.hits;
+
+    /* that event made it quiet again; now a second database joins the directory */
+    append(wal);
+    spin(loop);
+    assert_int_equal(s.hits, quiet_hits);
+    int h2 = lc_watch_add(w, dir, "two.db", on_watch, &s2, &err);
+    assert_true(h2 >= 0);
+    int before = s.hits;
+    assert_int_equal(before, quiet_hits + 1); /* the quiet one was signalled once more */
+    assert_int_equal(lc_watch_rearm(w, h), 0); /* the add re-armed it... */
+    spin(loop);
+    for (int i = 0; i < 3; i++) { /* ...and a shared directory stays armed */
+        append(wal);
+        spin(loop);
+        append(wal2);
+        spin(loop);
+    }
+    assert_true(s.hits >= before + 3);
+    assert_true(s2.hits >= 3);
+    assert_int_equal(lc_watch_rearm(w, h2), 0);
+
+    assert_int_equal(lc_watch_rearm(w, -1), LC_EINVAL);
+    lc_watch_free(w);
+    ev_loop_destroy(loop);
+    unlink(wal);
+    unlink(wal2);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_trigger_caps_delay),
         cmocka_unit_test(test_trigger_fallback),
         cmocka_unit_test(test_watch_filters_names),
+        cmocka_unit_test(test_watch_quiet_rearm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
