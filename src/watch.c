@@ -304,7 +304,7 @@ int lc_watch_add(struct lc_watch *w, const char *dir, const char *name, lc_watch
     /* a second database in a quiet directory: the add above restored the full mask, and
      * the first one syncs once more, as after any re-arm */
     for (size_t i = 0; i < w->n; i++)
-        if (w->v[i].fn && w->v[i].wd == wd && w->v[i].quiet) {
+        if (i != slot && w->v[i].fn && w->v[i].wd == wd && w->v[i].quiet) {
             w->v[i].quiet = 0;
             w->v[i].fn(w->v[i].arg, IN_MODIFY);
         }
