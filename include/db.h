@@ -70,6 +70,8 @@ struct lc_db {
     int64_t last_err_log_ns;     /* rate limit for repeated sync errors */
     int64_t ckpt_fail_ns;        /* when a checkpoint last gave up (retry pacing) */
     int in_sync;                 /* lc_db_sync is running (guards nested loop runs) */
+    int sync_changed;            /* the last lc_db_sync moved the shadow */
+    int armed_followup;          /* the next event sync runs with the watch armed */
     int64_t busy_deadline_ns;    /* wconn's busy handler gives up at this time */
     int64_t busy_spin_until_ns;  /* ... and yields rather than sleeps until this one */
     int64_t db_stamp[3];         /* database inode, size, mtime at the last full sync */

@@ -53,13 +53,14 @@ void lc_watch_free(struct lc_watch *w);
 int lc_watch_add(struct lc_watch *w, const char *dir, const char *name, lc_watch_fn fn,
                  void *arg, struct lc_error *err);
 void lc_watch_remove(struct lc_watch *w, int handle);
-/* A database alone in its directory goes quiet after its first write event: the watch
- * stops asking for IN_MODIFY and IN_CLOSE_WRITE (so the app's writes no longer pay for
- * an inotify event each) until the owner's sync calls this, after it has copied what was
- * written. Returns 1 when it re-armed the watch (the caller must then sync once more:
- * a commit that landed between its capture and the re-arm raised no event), 0 when the
- * watch was armed already, a negative LC_E* when inotify refused (still quiet: the next
- * sync retries, the fallback timer covers the meantime). */
+/* Around a sync: quiet stops the watch asking for IN_MODIFY and IN_CLOSE_WRITE (so the
+ * app's writes no longer pay for an inotify event each) if the database is alone in its
+ * directory; returns 1 when the watch is quiet, 0 when it stays armed. Rearm restores the
+ * full mask; returns 1 when it did (the caller must then sync once more: a commit that
+ * landed after its capture raised no event), 0 when the watch was armed, a negative LC_E*
+ * when inotify refused (still quiet: the next sync retries, the fallback timer covers the
+ * meantime). */
+int lc_watch_quiet(struct lc_watch *w, int handle);
 int lc_watch_rearm(struct lc_watch *w, int handle);
 /* Counters for metrics. */
 uint64_t lc_watch_overflows(const struct lc_watch *w);

@@ -738,6 +738,7 @@ int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
     int changed = 0, rc;
 
     db->stats.syncs++;
+    db->sync_changed = 0;
     if (why == LC_SYNC_EVENT)
         db->stats.syncs_by_event++;
     else if (why == LC_SYNC_FALLBACK)
@@ -794,6 +795,7 @@ int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
     /* taken after our own writes, so the next fallback sync sees only others' changes;
      * a change that raced this sync is caught by its inotify event or a later stamp */
     remember_stamps(db);
+    db->sync_changed = changed;
     if (changed)
         notify(db);
     return 0;
@@ -814,17 +816,25 @@ static void fire(void *arg, enum lc_sync_why why)
         return;
     }
     db->in_sync = 1;
+    /* An event sync runs with the watch quiet (no inotify event for each of the app's
+     * writes, see watch.c); a commit that lands after the copy raises none, so each quiet
+     * sync is followed by another: quiet again while they find new frames (a writer going
+     * flat out keeps the watch quiet), then one with the watch armed, which ends it. */
+    int armed = db->armed_followup;
+    db->armed_followup = 0;
+    if (db->watch && why == LC_SYNC_EVENT && !armed)
+        (void)lc_watch_quiet(db->watch, db->watch_handle);
     int rc = lc_db_sync(db, why, &err);
     db->in_sync = 0;
-    /* the watch went quiet at the event that led here (see watch.c): re-arm it now that
-     * the WAL is copied, and sync once more for a commit between the copy and the re-arm */
     if (db->watch) {
         int r = lc_watch_rearm(db->watch, db->watch_handle);
-        if (r > 0)
+        if (r > 0) {
+            db->armed_followup = !db->sync_changed;
             lc_trigger_event(&db->trig);
-        else if (r < 0 && rc == 0)
+        } else if (r < 0 && rc == 0) {
             lc_debug("inotify re-arm failed; the fallback timer covers it", "db=%s",
                      db->cfg.name);
+        }
     }
     if (rc < 0) {
         int64_t now = lc_now_mono_ns();

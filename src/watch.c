@@ -8,13 +8,12 @@
  *
  * Quiet watches. Every write(2) to a file in a watched directory costs the writer an
  * event (allocated, or merged into the queue's last one under a spinlock): under heavy
- * writes a sixth of the app's CPU (perf). Once we know a database changed, further
- * events tell us nothing until our sync has copied what is there, so a database alone in
- * its directory switches the watch to QUIET_MASK (no IN_MODIFY, no IN_CLOSE_WRITE) on its
- * first write event, and its sync re-arms it after copying, then syncs once more for a
- * commit that may have landed between the copy and the re-arm. A directory holding
- * several watched databases stays armed: one database's event cannot say whether the
- * others were written while the watch was quiet.
+ * writes a sixth of the app's CPU (perf). While our sync runs, events tell us nothing we
+ * will not learn anyway, so the sync of a database alone in its directory switches the
+ * watch to QUIET_MASK (no IN_MODIFY, no IN_CLOSE_WRITE) first, re-arms it when done, and
+ * then syncs once more for a commit that landed after the copy. The debounce still sees
+ * every event. A directory holding several watched databases stays armed: a quiet
+ * watch would hide the others' writes.
  *
  * The trigger is a capped throttle: the first event of a burst arms a timer of
  * `debounce`; each later event pushes it back by `debounce`, but never past
@@ -160,18 +159,6 @@ struct lc_watch {
     uint64_t overflows;   /* IN_Q_OVERFLOW seen */
 };
 
-/* Switch e's directory to QUIET_MASK if e is the only database watched in it. */
-static void quiet(struct lc_watch *w, struct entry *e)
-{
-    for (size_t i = 0; i < w->n; i++)
-        if (w->v[i].fn && w->v[i].wd == e->wd && &w->v[i] != e)
-            return;
-    int wd = inotify_add_watch(w->fd, e->dir, QUIET_MASK);
-    if (wd >= 0) {
-        e->wd = wd; /* a new one if the directory was replaced */
-        e->quiet = 1;
-    }
-}
 
 static void dispatch(struct lc_watch *w, const struct inotify_event *ev)
 {
@@ -197,11 +184,8 @@ static void dispatch(struct lc_watch *w, const struct inotify_event *ev)
         const char *nm = ev->name;
         if (strncmp(nm, e->name, e->name_len) != 0)
             continue;
-        if (nm[e->name_len] == '\0' || strcmp(nm + e->name_len, "-wal") == 0) {
-            if ((ev->mask & (IN_MODIFY | IN_CLOSE_WRITE)) && !e->quiet)
-                quiet(w, e);
+        if (nm[e->name_len] == '\0' || strcmp(nm + e->name_len, "-wal") == 0)
             e->fn(e->arg, ev->mask);
-        }
     }
 }
 
@@ -332,6 +316,24 @@ void lc_watch_remove(struct lc_watch *w, int handle)
             shared = 1;
     if (!shared)
         (void)inotify_rm_watch(w->fd, wd);
+}
+
+int lc_watch_quiet(struct lc_watch *w, int handle)
+{
+    if (!w || handle < 0 || (size_t)handle >= w->n || !w->v[handle].fn)
+        return LC_EINVAL;
+    struct entry *e = &w->v[handle];
+    if (e->quiet)
+        return 1;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->v[i].fn && w->v[i].wd == e->wd && &w->v[i] != e)
+            return 0;
+    int wd = inotify_add_watch(w->fd, e->dir, QUIET_MASK);
+    if (wd < 0)
+        return 0; /* stays armed: only the app's events cost more */
+    e->wd = wd;   /* a new one if the directory was replaced */
+    e->quiet = 1;
+    return 1;
 }
 
 int lc_watch_rearm(struct lc_watch *w, int handle)
