@@ -159,7 +159,6 @@ struct lc_watch {
     uint64_t overflows;   /* IN_Q_OVERFLOW seen */
 };
 
-
 static void dispatch(struct lc_watch *w, const struct inotify_event *ev)
 {
     if (ev->mask & IN_Q_OVERFLOW) {
@@ -248,14 +247,27 @@ void lc_watch_free(struct lc_watch *w)
     free(w);
 }
 
+/* The live entry behind a handle, or NULL. */
+static struct entry *entry_of(struct lc_watch *w, int handle)
+{
+    if (!w || handle < 0 || (size_t)handle >= w->n || !w->v[handle].fn)
+        return NULL;
+    return &w->v[handle];
+}
+
+/* inotify_add_watch()'s errno as an LC_E* code. */
+static int add_watch_code(void)
+{
+    return errno == ENOSPC || errno == EMFILE ? LC_ENOMEM : LC_EIO;
+}
+
 int lc_watch_add(struct lc_watch *w, const char *dir, const char *name, lc_watch_fn fn,
                  void *arg, struct lc_error *err)
 {
     /* inotify returns the same wd for the same directory, so sharing is automatic */
     int wd = inotify_add_watch(w->fd, dir, DIR_MASK);
     if (wd < 0)
-        return lc_err_set(err, errno == ENOSPC || errno == EMFILE ? LC_ENOMEM : LC_EIO,
-                          "inotify watch %s: %s", dir, strerror(errno));
+        return lc_err_set(err, add_watch_code(), "inotify watch %s: %s", dir, strerror(errno));
     size_t slot = w->n;
     for (size_t i = 0; i < w->n; i++)
         if (!w->v[i].fn) {
@@ -302,9 +314,9 @@ int lc_watch_add(struct lc_watch *w, const char *dir, const char *name, lc_watch
 
 void lc_watch_remove(struct lc_watch *w, int handle)
 {
-    if (!w || handle < 0 || (size_t)handle >= w->n || !w->v[handle].fn)
+    struct entry *e = entry_of(w, handle);
+    if (!e)
         return;
-    struct entry *e = &w->v[handle];
     int wd = e->wd, shared = 0;
     free(e->name);
     free(e->dir);
@@ -320,9 +332,9 @@ void lc_watch_remove(struct lc_watch *w, int handle)
 
 int lc_watch_quiet(struct lc_watch *w, int handle)
 {
-    if (!w || handle < 0 || (size_t)handle >= w->n || !w->v[handle].fn)
+    struct entry *e = entry_of(w, handle);
+    if (!e)
         return LC_EINVAL;
-    struct entry *e = &w->v[handle];
     if (e->quiet)
         return 1;
     for (size_t i = 0; i < w->n; i++)
@@ -338,14 +350,14 @@ int lc_watch_quiet(struct lc_watch *w, int handle)
 
 int lc_watch_rearm(struct lc_watch *w, int handle)
 {
-    if (!w || handle < 0 || (size_t)handle >= w->n || !w->v[handle].fn)
+    struct entry *e = entry_of(w, handle);
+    if (!e)
         return LC_EINVAL;
-    struct entry *e = &w->v[handle];
     if (!e->quiet)
         return 0;
     int wd = inotify_add_watch(w->fd, e->dir, DIR_MASK);
     if (wd < 0)
-        return errno == ENOSPC || errno == EMFILE ? LC_ENOMEM : LC_EIO;
+        return add_watch_code();
     e->wd = wd; /* a new one if the directory was replaced meanwhile */
     e->quiet = 0;
     return 1;
