@@ -134,8 +134,14 @@ static int x_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
     (void)vfs;
     memset(p, 0, sizeof(*p));
     int rc = g_real->xOpen(g_real, name, p->real, flags, out);
-    if (rc != SQLITE_OK || !p->real->pMethods)
-        return rc; /* base.pMethods stays NULL: SQLite will not call xClose */
+    if (rc != SQLITE_OK) {
+        /* base.pMethods stays NULL, so SQLite will not call our xClose: close here */
+        if (p->real->pMethods)
+            p->real->pMethods->xClose(p->real);
+        return rc;
+    }
+    if (!p->real->pMethods)
+        return SQLITE_CANTOPEN;
     if (p->real->pMethods->iVersion < 3) {
         p->real->pMethods->xClose(p->real);
         return SQLITE_CANTOPEN;
