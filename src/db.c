@@ -13,14 +13,10 @@
  * copied, so a header change means "open index+1", never "data lost".
  *
  * Checkpoint (no commit is ever lost around it, unlike Litestream's copy-then-checkpoint):
- *   pin the checkpoint lock (vfs.h); refresh the read mark; PASSIVE without any lock
- *   (back-fills most frames); BEGIN IMMEDIATE; copy the tail; end the read tx; PASSIVE
- *   again (the short tail); unpin; begin the read tx; ROLLBACK; if fully back-filled, the
- *   upsert restarts the WAL now.
- * App writers wait only for the tail. The pin keeps the app's own automatic checkpoint
- * (run inside its commit) from doing the back-fill our moved mark allows: unpinned, it
- * won that race about a third of the time under heavy writes and stalled the app's
- * commit for up to 440 ms. A forced checkpoint (WAL too large) may wait a
+ *   refresh the read mark; PASSIVE without any lock (back-fills most frames);
+ *   BEGIN IMMEDIATE; copy the tail; end the read tx; PASSIVE again (the short tail);
+ *   begin the read tx; ROLLBACK; if fully back-filled, the upsert restarts the WAL now.
+ * App writers wait only for the tail. A forced checkpoint (WAL too large) may wait a
  * bounded time for readers while holding the lock, which is what RESTART would do. */
 #include "db.h"
 
@@ -36,7 +32,6 @@
 
 #include "log.h"
 #include "segment.h"
-#include "vfs.h"
 #include "wal.h"
 
 #define SCRATCH_SIZE (512u * 1024)
@@ -46,7 +41,6 @@
 #define OPEN_BUSY_MS 2000       /* ... and at open (schema, journal mode) */
 #define FORCE_RESTART_MS 20     /* bounded wait for readers at max-checkpoint-pages */
 #define FORCE_TRUNCATE_MS 500   /* and at truncate-pages or the index size limit */
-#define PIN_SPIN_MS 20          /* wait for another process's checkpoint to end (vfs.h) */
 #define RETRY_CHECKPOINT_NS (50 * 1000000LL)
 #define ERR_LOG_EVERY_NS (10 * 1000000000LL)
 
@@ -134,28 +128,14 @@ static void read_tx_end(struct lc_db *db)
     db->base_valid = 0;
 }
 
-/* Take the database's checkpoint lock for our own checkpoints (vfs.h), waiting a little
- * for another process's checkpoint to end. 1 if held. */
-static int ckpt_pin(struct lc_db *db)
-{
-    int64_t until = lc_now_mono_ns() + PIN_SPIN_MS * 1000000LL;
-    int rc;
-    while ((rc = lc_vfs_ckpt_pin(db->wconn)) == LC_EBUSY && lc_now_mono_ns() < until)
-        sched_yield();
-    return rc == 0;
-}
-
 /* Move rconn's read mark to the WAL's end with no moment in which we hold none: wconn
  * reads meanwhile. In such a gap an application's TRUNCATE checkpoint could back-fill and
  * reset the WAL, taking frames we had not copied yet with it (caught, but only as a new
- * generation: "wal restarted by another process during checkpoint").
- * The checkpoint lock is pinned first (*pinned), so that what the new mark allows is
- * back-filled by us, not by the app's automatic checkpoint inside one of its commits. */
-static int read_mark_move(struct lc_db *db, int *pinned, struct lc_error *err)
+ * generation: "wal restarted by another process during checkpoint"). */
+static int read_mark_move(struct lc_db *db, struct lc_error *err)
 {
     struct lc_error ignored = {0};
     int held = begin_read(db, db->wconn, &ignored) == 0; /* without it: the old gap */
-    *pinned = held && ckpt_pin(db);
     read_tx_end(db);
     int rc = read_tx_begin(db, err);
     if (held)
@@ -206,8 +186,7 @@ static int open_conn(struct lc_db *db, sqlite3 **out, struct lc_error *err)
     sqlite3 *c = NULL;
     int on = 1, rc;
 
-    rc = sqlite3_open_v2(db->cfg.path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                         LC_VFS_NAME);
+    rc = sqlite3_open_v2(db->cfg.path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         rc = sql_err(db, c, rc, "open", err);
         sqlite3_close(c);
@@ -595,20 +574,14 @@ static int capture(struct lc_db *db, uint64_t *orig_wal, int *changed, struct lc
 /* *changed is set when frames were copied into the shadow on the way. */
 static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_error *err)
 {
-    int nlog = 0, nckpt = 0, full = 0, pinned = 0, rc;
+    int nlog = 0, nckpt = 0, full = 0, rc;
     uint64_t orig;
     uint8_t hdr[LC_WAL_HDR_SIZE];
 
     db->stats.checkpoints++;
     /* 1. move our read mark to the end we have copied, then back-fill without a lock */
-    rc = read_mark_move(db, &pinned, err);
-    if (!pinned)
-        lc_debug("checkpoint: another process is checkpointing; going on without the pin",
-                 "db=%s", db->cfg.name);
-    if (rc < 0) {
-        lc_vfs_ckpt_unpin();
+    if ((rc = read_mark_move(db, err)) < 0)
         return rc;
-    }
     (void)sqlite3_wal_checkpoint_v2(db->wconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
 
     /* 2. the write lock: no app commit can land until we release it */
@@ -644,7 +617,6 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    lc_vfs_ckpt_unpin();
     rc = read_tx_begin(db, err);
     if (rc == 0 && full) {
         /* all back-filled, and our new mark is the WAL's end (we hold the write lock): no
@@ -655,7 +627,6 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
         db->settle_wanted = 0;
     }
 out:
-    lc_vfs_ckpt_unpin();
     (void)sqlite3_exec(db->wconn, "ROLLBACK", NULL, NULL, NULL);
     if (rc < 0)
         return rc;
@@ -758,8 +729,6 @@ void lc_db_global_init(void)
      * lookaside slabs, which would cost ~200 KB for each of our two connections a db */
     sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)NULL, 0, 0);
     sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0);
-    if (lc_vfs_register() < 0)
-        lc_warn("cannot register the litecast sqlite vfs", "vfs=%s", LC_VFS_NAME);
 }
 
 int lc_db_sync(struct lc_db *db, enum lc_sync_why why, struct lc_error *err)
