@@ -69,6 +69,7 @@ struct lc_db {
     int waiting_logged;          /* "waiting for database" said once */
     int64_t last_err_log_ns;     /* rate limit for repeated sync errors */
     int64_t ckpt_fail_ns;        /* when a checkpoint last gave up (retry pacing) */
+    int skip_lockfree;           /* checkpoints left to run without the lock-free pass */
     int in_sync;                 /* lc_db_sync is running (guards nested loop runs) */
     int sync_changed;            /* the last lc_db_sync moved the shadow */
     int armed_followup;          /* the next event sync runs with the watch armed */

@@ -13,7 +13,8 @@
  * copied, so a header change means "open index+1", never "data lost".
  *
  * Checkpoint (no commit is ever lost around it, unlike Litestream's copy-then-checkpoint):
- *   refresh the read mark; PASSIVE without any lock (back-fills most frames);
+ *   refresh the read mark; PASSIVE without any lock (back-fills most frames, unless the
+ *   app outran it last time);
  *   BEGIN IMMEDIATE; copy the tail; end the read tx; PASSIVE again (the short tail);
  *   begin the read tx; ROLLBACK; if fully back-filled, the upsert restarts the WAL now.
  * App writers wait only for the tail. A forced checkpoint (WAL too large) may wait a
@@ -41,6 +42,7 @@
 #define OPEN_BUSY_MS 2000       /* ... and at open (schema, journal mode) */
 #define FORCE_RESTART_MS 20     /* bounded wait for readers at max-checkpoint-pages */
 #define FORCE_TRUNCATE_MS 500   /* and at truncate-pages or the index size limit */
+#define SKIP_LOCKFREE 4         /* checkpoints without it after it did not pay */
 #define RETRY_CHECKPOINT_NS (50 * 1000000LL)
 #define ERR_LOG_EVERY_NS (10 * 1000000000LL)
 
@@ -579,10 +581,20 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
     uint8_t hdr[LC_WAL_HDR_SIZE];
 
     db->stats.checkpoints++;
-    /* 1. move our read mark to the end we have copied, then back-fill without a lock */
-    if ((rc = read_mark_move(db, err)) < 0)
-        return rc;
-    (void)sqlite3_wal_checkpoint_v2(db->wconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+    /* 1. move our read mark to the end we have copied, then back-fill without a lock. It
+     * pays while the app writes less during it than it back-fills; against a writer that
+     * outruns it (the app appends to warm WAL pages faster than we back-fill into fresh
+     * database pages) it only grows the tail we must copy and back-fill under the lock,
+     * and the WAL with it: then the next SKIP_LOCKFREE checkpoints go without it. */
+    int lockfree = db->skip_lockfree == 0, early = 0;
+    if (lockfree) {
+        if ((rc = read_mark_move(db, err)) < 0)
+            return rc;
+        (void)sqlite3_wal_checkpoint_v2(db->wconn, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog,
+                                        &early);
+    } else {
+        db->skip_lockfree--;
+    }
 
     /* 2. the write lock: no app commit can land until we release it */
     if ((rc = exec_w(db, "BEGIN IMMEDIATE", WRITE_BUSY_MS, err)) < 0)
@@ -600,8 +612,11 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
                                : "wal restarted by another process during checkpoint";
         goto out;
     }
+    uint64_t before = db->sh.size;
     if ((rc = capture(db, &orig, changed, err)) < 0)
         goto out;
+    if (lockfree && early > 0 && db->sh.size - before >= wal_bytes(db->page_size, early) / 2)
+        db->skip_lockfree = SKIP_LOCKFREE;
 
     /* 3. back-fill the tail; a forced checkpoint waits a bounded time for readers */
     read_tx_end(db);
