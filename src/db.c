@@ -615,7 +615,8 @@ static int checkpoint(struct lc_db *db, int force_ms, int *changed, struct lc_er
     uint64_t before = db->sh.size;
     if ((rc = capture(db, &orig, changed, err)) < 0)
         goto out;
-    if (lockfree && early > 0 && db->sh.size - before >= wal_bytes(db->page_size, early) / 2)
+    if (lockfree && early > 0 && db->sh.size > before &&
+        db->sh.size - before >= wal_bytes(db->page_size, early) / 2)
         db->skip_lockfree = SKIP_LOCKFREE;
 
     /* 3. back-fill the tail; a forced checkpoint waits a bounded time for readers */
