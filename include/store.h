@@ -74,6 +74,9 @@ struct lc_store_ops {
     /* Delete keys; missing keys are not an error. */
     void (*del)(struct lc_store *st, const char *const *keys, size_t n, lc_store_done_fn done,
                 void *arg);
+    /* Optional (NULL: nothing to do): key will be got soon. A hint only, never an error:
+     * the file store starts reading the object into the page cache. */
+    void (*prefetch)(struct lc_store *st, const char *key);
 };
 
 struct lc_store {

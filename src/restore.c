@@ -54,6 +54,7 @@
 #define WB_SLOT ((size_t)4 << 20)      /* bytes per buffer handed to the writer thread */
 #define WB_SLOTS 3                      /* buffers: one filling, two being written */
 #define RELIST_DELAY_NS 50000000LL       /* between listings of a replica seen changing */
+#define PREFETCH_AHEAD 32                /* segments hinted to the store ahead of the gets */
 
 static void sleep_until(int64_t mono_ns);
 
@@ -1081,7 +1082,7 @@ static int restore_wal(struct apply *ap, struct lc_error *err)
 {
     const struct lc_restore_plan *plan = ap->plan;
     struct walw w;
-    size_t next_start = 0, next_apply = 0;
+    size_t next_start = 0, next_apply = 0, next_hint = 0;
     char key[LC_KEY_MAX] = ""; /* the last segment applied */
     int rc = 0;
 
@@ -1101,6 +1102,16 @@ static int restore_wal(struct apply *ap, struct lc_error *err)
                jobs_in_flight(ap) < ap->par) {
             job_start(&ap->jobs[next_start % ap->slots], &plan->segs[next_start]);
             next_start++;
+        }
+        if (ap->st->ops->prefetch) {
+            if (next_hint < next_start)
+                next_hint = next_start;
+            for (; next_hint < plan->nsegs && next_hint < next_start + PREFETCH_AHEAD;
+                 next_hint++) {
+                char hint[LC_KEY_MAX];
+                seg_key(plan->gen, &plan->segs[next_hint], hint, sizeof(hint));
+                ap->st->ops->prefetch(ap->st, hint);
+            }
         }
         int64_t now = lc_now_mono_ns();
         for (size_t i = 0; i < ap->slots; i++)

@@ -473,6 +473,23 @@ static void op_free(struct lc_store *st)
     free(st);
 }
 
+/* A restore reads hundreds of small segment objects one after another; asking for the
+ * next ones early lets the disk read them in parallel instead of one latency each. */
+static void op_prefetch(struct lc_store *st, const char *key)
+{
+    struct lc_store_file *fs = (struct lc_store_file *)st;
+    struct lc_error err = {0};
+    char path[LC_PATH_MAX];
+
+    if (check_key(key, 0, &err) || key_path(fs, key, path, sizeof(path), &err))
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    close(fd);
+}
+
 static const struct lc_store_ops file_ops = {
     .type = "file",
     .free = op_free,
@@ -480,6 +497,7 @@ static const struct lc_store_ops file_ops = {
     .get = op_get,
     .list = op_list,
     .del = op_del,
+    .prefetch = op_prefetch,
 };
 
 int lc_store_file_open(const char *dir, struct ev_loop *loop, const struct lc_store_perm *perm,

@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -365,6 +368,66 @@ static void test_full_restore(void **state)
         snprintf(p, sizeof(p), "%s.tmp-wal", out);
         assert_false(exists(p));
     }
+    rep_close(&r);
+}
+
+/* Pages of the file at path now in the page cache. */
+static size_t resident_pages(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = ((size_t)sb.st_size + pg - 1) / pg, in = 0;
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char *vec = malloc(n);
+    assert_non_null(vec);
+    assert_int_equal(mincore(m, (size_t)sb.st_size, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)sb.st_size);
+    close(fd);
+    return in;
+}
+
+/* The file store's prefetch hint reads an object into the page cache; a missing or
+ * invalid key is ignored. A restore hints the segments ahead of its gets. */
+static void test_prefetch_hint(void **state)
+{
+    struct rep r = {0};
+    char key[LC_KEY_MAX], path[sizeof(r.dir) + LC_KEY_MAX + 2];
+    (void)state;
+
+    rep_build(&r, "prefetch", GEN, 0, T0);
+    assert_non_null(r.st->ops->prefetch);
+    assert_int_equal(lc_seg_snapshot_key(key, sizeof(key), GEN, 0), 0);
+    snprintf(path, sizeof(path), "%s/%s", r.dir, key);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(fdatasync(fd), 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+    struct statfs fsb;
+    assert_int_equal(statfs(path, &fsb), 0);
+    if (fsb.f_type != TMPFS_MAGIC) /* tmpfs keeps its pages: nothing to evict there */
+        assert_int_equal(resident_pages(path), 0);
+    r.st->ops->prefetch(r.st, key);
+    size_t in = 0;
+    for (int i = 0; i < 200 && !(in = resident_pages(path)); i++)
+        usleep(10000);
+    assert_true(in > 0);
+    r.st->ops->prefetch(r.st, "generations/" GEN "/wal/00000009_00000000.wal.lz4");
+    r.st->ops->prefetch(r.st, "../../etc/passwd");
+    r.st->ops->prefetch(r.st, "");
+
+    struct lc_error err = {0};
+    char out[1024];
+    out_path(out, sizeof(out), "prefetch");
+    if (run_restore(&r, out, -1, 0, 0, 1, &err))
+        fail_msg("restore: %s", err.msg);
+    expect_state(out, 5);
     rep_close(&r);
 }
 
@@ -754,7 +817,7 @@ static void slow_free(struct lc_store *st)
 }
 
 static const struct lc_store_ops slow_ops = {"slow", slow_free, slow_put, slow_get, slow_list,
-                                             slow_del};
+                                             slow_del, NULL};
 
 /* A file store whose listings of wal/ leave out one object for the first `hide_lists`
  * of them: what a directory read racing a rename looks like. */
@@ -792,7 +855,7 @@ static void hide_get(struct lc_store *st, const char *key, struct lc_store_sink 
 }
 
 static const struct lc_store_ops hide_ops = {"hide", slow_free, slow_put, hide_get, hide_list,
-                                             slow_del};
+                                             slow_del, NULL};
 
 /* A listing that missed a segment renamed in during it: listed again, restored whole (or
  * up to the gap); a segment that stays missing is damage. */
@@ -1279,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_full_restore),
+        cmocka_unit_test(test_prefetch_hint),
         cmocka_unit_test(test_restore_index),
         cmocka_unit_test(test_restore_timestamp),
         cmocka_unit_test(test_snapshot_only),
